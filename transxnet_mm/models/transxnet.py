@@ -1,0 +1,506 @@
+"""TransXNet backbone (Lou et al., "TransXNet: Learning Both Global and Local
+Dynamics with a Dual Dynamic Token Mixer", IEEE TNNLS).
+
+An image flows stem -> stage 1..4 (each: downsample, blocks) -> output norms.
+Each block is DPE -> D-Mixer (IDConv | OSRA, then STE) -> MS-FFN, pre-norm with
+layer scale.  The numerics follow the authors' ``models/transxnet.py`` exactly,
+so their ImageNet checkpoints (see :mod:`transxnet_mm.models.convert`) give
+their outputs.
+"""
+import math
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmcv.cnn import build_norm_layer
+from mmcv.cnn.bricks import DropPath
+from mmengine.logging import MMLogger
+from mmengine.model import BaseModule
+from mmengine.registry import MODELS
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from .convert import load_pretrained
+
+# The relative position biases are stored for a 224x224 input (the ImageNet
+# resolution) and resized to the actual attention shape at run time.
+BIAS_IMAGE_SIZE = 224
+STEM_STRIDE = 4
+
+
+def conv_bn(in_channels: int, out_channels: int, kernel_size: int,
+            stride: int, norm_cfg: dict) -> nn.Sequential:
+    """Bias-free convolution followed by BatchNorm: the stem and the
+    downsampling layers between stages."""
+    return nn.Sequential(
+        OrderedDict(
+            conv=nn.Conv2d(in_channels, out_channels, kernel_size, stride,
+                           padding=kernel_size // 2, bias=False),
+            bn=build_norm_layer(norm_cfg, out_channels)[1]))
+
+
+class LayerScale(nn.Module):
+    """Per-channel scale AND bias on the residual branch (the authors' layer
+    scale carries a bias, initialised to zero)."""
+
+    def __init__(self, channels: int, init_value: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((channels, ), init_value))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.addcmul(self.bias.view(1, -1, 1, 1), x,
+                             self.weight.view(1, -1, 1, 1))
+
+
+class IDConv(nn.Module):
+    """Input-dependent depthwise convolution.
+
+    Each sample gets its own KxK depthwise kernel and bias: softmax-weighted
+    sums (over G groups) of a learnable kernel bank and bias bank, the weights
+    predicted from the input by one shared projection.
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 7, num_groups: int = 2,
+                 reduction: int = 4, norm_cfg: dict = dict(type='BN')) -> None:
+        super().__init__()
+        assert num_groups > 1, f'IDConv needs num_groups > 1, got {num_groups}'
+        self.channels = channels
+        self.kernel_size = kernel_size
+        self.num_groups = num_groups
+        self.weight = nn.Parameter(
+            torch.empty(num_groups, channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.empty(num_groups, channels))
+        self.pool = nn.AdaptiveAvgPool2d(kernel_size)
+        hidden = channels // reduction
+        self.proj = nn.Sequential(
+            nn.Conv2d(channels, hidden, 1, bias=False),
+            build_norm_layer(norm_cfg, hidden)[1],
+            nn.GELU(),
+            nn.Conv2d(hidden, channels * num_groups, 1))
+        nn.init.trunc_normal_(self.weight, std=0.02)
+        nn.init.trunc_normal_(self.bias, std=0.02)
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, C, H, W = x.shape
+        K, G = self.kernel_size, self.num_groups
+        attn = self.proj(self.pool(x)).reshape(B, G, C, K, K).softmax(dim=1)
+        weight = (attn * self.weight.unsqueeze(0)).sum(dim=1)
+        attn = self.proj(x.mean(dim=(2, 3), keepdim=True))
+        attn = attn.reshape(B, G, C).softmax(dim=1)
+        bias = (attn * self.bias.unsqueeze(0)).sum(dim=1)
+        # Fold the batch into the groups: one depthwise conv for all samples.
+        out = F.conv2d(
+            x.reshape(1, B * C, H, W),
+            weight.reshape(B * C, 1, K, K),
+            bias.reshape(B * C),
+            padding=K // 2,
+            groups=B * C)
+        return out.reshape(B, C, H, W)
+
+
+class OSRA(nn.Module):
+    """Overlapping spatial reduction attention.
+
+    Keys and values come from a spatially reduced map (overlapping depthwise
+    conv of stride ``sr_ratio``) refined by a 3x3 depthwise conv; the logits
+    get a relative position bias handed in by the stage.
+    """
+
+    def __init__(self, channels: int, num_heads: int, sr_ratio: int,
+                 norm_cfg: dict = dict(type='BN')) -> None:
+        super().__init__()
+        assert channels % num_heads == 0, \
+            f'OSRA channels {channels} must be divisible by heads {num_heads}'
+        self.num_heads = num_heads
+        self.scale = (channels // num_heads)**-0.5
+        self.sr_ratio = sr_ratio
+        self.q = nn.Conv2d(channels, channels, 1)
+        self.kv = nn.Conv2d(channels, channels * 2, 1)
+        if sr_ratio > 1:
+            k = sr_ratio + 3
+            self.sr = nn.Sequential(
+                nn.Conv2d(channels, channels, k, sr_ratio, k // 2,
+                          groups=channels, bias=False),
+                build_norm_layer(norm_cfg, channels)[1],
+                nn.GELU(),
+                nn.Conv2d(channels, channels, 1, groups=channels, bias=False),
+                build_norm_layer(norm_cfg, channels)[1])
+        else:
+            self.sr = nn.Identity()
+        self.local_conv = nn.Conv2d(channels, channels, 3, padding=1,
+                                    groups=channels)
+
+    def forward(self, x: Tensor, pos_bias: Tensor) -> Tensor:
+        B, C, H, W = x.shape
+        h = self.num_heads
+        q = self.q(x).reshape(B, h, C // h, -1).transpose(-1, -2)
+        kv = self.sr(x)
+        kv = self.local_conv(kv) + kv
+        k, v = self.kv(kv).chunk(2, dim=1)
+        k = k.reshape(B, h, C // h, -1)
+        v = v.reshape(B, h, C // h, -1).transpose(-1, -2)
+        attn = ((q @ k) * self.scale + pos_bias).softmax(dim=-1)
+        return (attn @ v).transpose(-1, -2).reshape(B, C, H, W)
+
+
+class DMixer(nn.Module):
+    """Dual dynamic token mixer: first half of the channels through IDConv,
+    second half through OSRA, then the squeezed token enhancer (STE)."""
+
+    def __init__(self, channels: int, kernel_size: int, num_groups: int,
+                 num_heads: int, sr_ratio: int,
+                 norm_cfg: dict = dict(type='BN')) -> None:
+        super().__init__()
+        assert channels % 2 == 0, f'D-Mixer channels {channels} must be even'
+        half = channels // 2
+        self.idconv = IDConv(half, kernel_size, num_groups, norm_cfg=norm_cfg)
+        self.osra = OSRA(half, num_heads, sr_ratio, norm_cfg=norm_cfg)
+        squeezed = max(16, channels // 8)
+        self.ste = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, groups=channels),
+            nn.GELU(),
+            build_norm_layer(norm_cfg, channels)[1],
+            nn.Conv2d(channels, squeezed, 1),
+            nn.GELU(),
+            build_norm_layer(norm_cfg, squeezed)[1],
+            nn.Conv2d(squeezed, channels, 1),
+            build_norm_layer(norm_cfg, channels)[1])
+
+    def forward(self, x: Tensor, pos_bias: Tensor) -> Tensor:
+        x1, x2 = x.chunk(2, dim=1)
+        x = torch.cat([self.idconv(x1), self.osra(x2, pos_bias)], dim=1)
+        return self.ste(x) + x
+
+
+class MultiScaleDWConv(nn.Module):
+    """Depthwise convs of kernels 1, 3, 5, 7 on four channel groups (the
+    first group takes the remainder)."""
+
+    def __init__(self, channels: int, kernels: Sequence[int] = (1, 3, 5, 7)):
+        super().__init__()
+        n = len(kernels)
+        self.splits = [channels - channels // n * (n - 1)] + \
+            [channels // n] * (n - 1)
+        self.convs = nn.ModuleList(
+            nn.Conv2d(c, c, k, padding=k // 2, groups=c)
+            for c, k in zip(self.splits, kernels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([
+            conv(part)
+            for conv, part in zip(self.convs, x.split(self.splits, dim=1))
+        ], dim=1)
+
+
+class MSFFN(nn.Module):
+    """Multi-scale feed-forward network: 1x1 expand, multi-scale depthwise
+    convs with a residual, 1x1 project back."""
+
+    def __init__(self, channels: int, ratio: float,
+                 norm_cfg: dict = dict(type='BN')) -> None:
+        super().__init__()
+        hidden = int(channels * ratio)
+        self.fc1 = nn.Sequential(
+            nn.Conv2d(channels, hidden, 1, bias=False), nn.GELU(),
+            build_norm_layer(norm_cfg, hidden)[1])
+        self.msdw = MultiScaleDWConv(hidden)
+        self.act = nn.GELU()
+        self.bn = build_norm_layer(norm_cfg, hidden)[1]
+        self.fc2 = nn.Sequential(
+            nn.Conv2d(hidden, channels, 1, bias=False),
+            build_norm_layer(norm_cfg, channels)[1])
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.fc1(x)
+        x = self.msdw(x) + x
+        return self.fc2(self.bn(self.act(x)))
+
+
+class Block(nn.Module):
+    """TransXNet block: x + DPE(x), then pre-norm D-Mixer and MS-FFN
+    residuals, each with layer scale and drop path."""
+
+    def __init__(self, channels: int, kernel_size: int, num_groups: int,
+                 num_heads: int, sr_ratio: int, mlp_ratio: float,
+                 drop_path: float = 0., layer_scale_init: float = 1e-5,
+                 norm_cfg: dict = dict(type='BN'),
+                 with_cp: bool = False) -> None:
+        super().__init__()
+        self.with_cp = with_cp
+        self.dpe = nn.Conv2d(channels, channels, 7, padding=3, groups=channels)
+        self.norm1 = nn.GroupNorm(1, channels)
+        self.mixer = DMixer(channels, kernel_size, num_groups, num_heads,
+                            sr_ratio, norm_cfg)
+        self.ls1 = LayerScale(channels, layer_scale_init)
+        self.norm2 = nn.GroupNorm(1, channels)
+        self.ffn = MSFFN(channels, mlp_ratio, norm_cfg)
+        self.ls2 = LayerScale(channels, layer_scale_init)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def _forward(self, x: Tensor, pos_bias: Tensor) -> Tensor:
+        x = x + self.dpe(x)
+        x = x + self.drop_path(self.ls1(self.mixer(self.norm1(x), pos_bias)))
+        return x + self.drop_path(self.ls2(self.ffn(self.norm2(x))))
+
+    def forward(self, x: Tensor, pos_bias: Tensor) -> Tensor:
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(self._forward, x, pos_bias,
+                                 use_reentrant=False)
+        return self._forward(x, pos_bias)
+
+
+class TransXNetStage(nn.Module):
+    """A stage's blocks and the one relative position bias they share.
+
+    The bias is stored for a 224x224 input, shape (1, heads, N, M), and is
+    resized (bicubic, as the authors do) to the actual attention shape once
+    per forward, not once per block.
+    """
+
+    def __init__(self, depth: int, channels: int, num_heads: int,
+                 sr_ratio: int, bias_hw: int, dpr: Sequence[float],
+                 **block_kwargs) -> None:
+        super().__init__()
+        self.sr_ratio = sr_ratio
+        kv_hw = math.ceil(bias_hw / sr_ratio)
+        self.relative_pos_bias = nn.Parameter(
+            torch.zeros(1, num_heads, bias_hw**2, kv_hw**2))
+        self.blocks = nn.ModuleList(
+            Block(channels, num_heads=num_heads, sr_ratio=sr_ratio,
+                  drop_path=dpr[i], **block_kwargs) for i in range(depth))
+
+    def attention_shape(self, H: int, W: int) -> Tuple[int, int]:
+        """Query and key token counts of OSRA on an HxW map."""
+        s = self.sr_ratio
+        return H * W, math.ceil(H / s) * math.ceil(W / s)
+
+    def pos_bias(self, H: int, W: int) -> Tensor:
+        bias = self.relative_pos_bias
+        size = self.attention_shape(H, W)
+        if tuple(bias.shape[2:]) != size:
+            bias = F.interpolate(bias, size=size, mode='bicubic',
+                                 align_corners=False)
+        return bias
+
+    def forward(self, x: Tensor) -> Tensor:
+        bias = self.pos_bias(*x.shape[2:])
+        for block in self.blocks:
+            x = block(x, bias)
+        return x
+
+
+@MODELS.register_module()
+class TransXNet(BaseModule):
+    """TransXNet backbone with multi-scale outputs.
+
+    Args:
+        arch (str | dict): 't', 's', 'b' (or 'tiny', 'small', 'base'), or a
+            dict with the keys of :attr:`arch_settings`.
+        in_channels (int): Input image channels. Defaults to 3.
+        out_indices (Sequence[int] | int): Stages to output (0-3, strides
+            4/8/16/32); each output passes its own GroupNorm(1).
+            Defaults to (0, 1, 2, 3).
+        frozen_stages (int): -1 freezes nothing, 0 the stem, k > 0 the stem
+            and stages 1..k (with their downsampling layers and output norms);
+            frozen BatchNorms stay in eval mode. Defaults to -1.
+        norm_eval (bool): Keep every BatchNorm in eval mode while training.
+            Defaults to False.
+        drop_path_rate (float): Stochastic depth, growing linearly with the
+            block index up to this value. Defaults to 0.
+        with_cp (bool): Gradient checkpointing of every block (saves memory,
+            costs time). Defaults to False.
+        norm_cfg (dict): Config of the BatchNorms (e.g. ``dict(type='SyncBN')``);
+            the block and output norms are GroupNorm(1) as in the paper.
+        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH)``
+            with PATH an authors' ImageNet checkpoint or one of ours (see
+            :func:`transxnet_mm.models.convert.load_pretrained`); ``prefix``
+            picks a sub-module of a full-model checkpoint.
+    """
+
+    arch_settings: Dict[str, dict] = {
+        **dict.fromkeys(['t', 'tiny'], dict(
+            depths=[3, 3, 9, 3],
+            channels=[48, 96, 224, 448],
+            kernel_sizes=[7, 7, 7, 7],
+            num_groups=[2, 2, 2, 2],
+            sr_ratios=[8, 4, 2, 1],
+            num_heads=[1, 2, 4, 8],
+            mlp_ratios=[4, 4, 4, 4],
+            layer_scale_init=1e-5)),
+        **dict.fromkeys(['s', 'small'], dict(
+            depths=[4, 4, 12, 4],
+            channels=[64, 128, 320, 512],
+            kernel_sizes=[7, 7, 7, 7],
+            num_groups=[2, 2, 3, 4],
+            sr_ratios=[8, 4, 2, 1],
+            num_heads=[1, 2, 5, 8],
+            mlp_ratios=[6, 6, 4, 4],
+            layer_scale_init=1e-5)),
+        **dict.fromkeys(['b', 'base'], dict(
+            depths=[4, 4, 21, 4],
+            channels=[76, 152, 336, 672],
+            kernel_sizes=[7, 7, 7, 7],
+            num_groups=[2, 2, 4, 4],
+            sr_ratios=[8, 4, 2, 1],
+            num_heads=[2, 4, 8, 16],
+            mlp_ratios=[8, 8, 4, 4],
+            layer_scale_init=1e-5)),
+    }
+
+    def __init__(self,
+                 arch: Union[str, dict] = 't',
+                 in_channels: int = 3,
+                 out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 drop_path_rate: float = 0.,
+                 with_cp: bool = False,
+                 norm_cfg: dict = dict(type='BN', requires_grad=True),
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.arch = self.parse_arch(arch)
+        self.num_stages = len(self.arch['depths'])
+        self.in_channels = in_channels
+        self.out_indices = self.parse_out_indices(out_indices,
+                                                  self.num_stages)
+        if not (isinstance(frozen_stages, int)
+                and -1 <= frozen_stages <= self.num_stages):
+            raise ValueError(
+                f'frozen_stages must be an int from -1 (nothing frozen) to '
+                f'{self.num_stages} (everything frozen), got {frozen_stages!r}')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.channels = list(self.arch['channels'])
+
+        depths = self.arch['depths']
+        dpr = [
+            drop_path_rate * i / max(sum(depths) - 1, 1)
+            for i in range(sum(depths))
+        ]
+        self.downsample_layers = nn.ModuleList()
+        self.stages = nn.ModuleList()
+        bias_hw = math.ceil(BIAS_IMAGE_SIZE / STEM_STRIDE)
+        for i in range(self.num_stages):
+            if i == 0:
+                down = conv_bn(in_channels, self.channels[0], 7, STEM_STRIDE,
+                               norm_cfg)
+            else:
+                down = conv_bn(self.channels[i - 1], self.channels[i], 3, 2,
+                               norm_cfg)
+                bias_hw = math.ceil(bias_hw / 2)
+            self.downsample_layers.append(down)
+            start = sum(depths[:i])
+            self.stages.append(
+                TransXNetStage(
+                    depths[i],
+                    self.channels[i],
+                    num_heads=self.arch['num_heads'][i],
+                    sr_ratio=self.arch['sr_ratios'][i],
+                    bias_hw=bias_hw,
+                    dpr=dpr[start:start + depths[i]],
+                    kernel_size=self.arch['kernel_sizes'][i],
+                    num_groups=self.arch['num_groups'][i],
+                    mlp_ratio=self.arch['mlp_ratios'][i],
+                    layer_scale_init=self.arch['layer_scale_init'],
+                    norm_cfg=norm_cfg,
+                    with_cp=with_cp))
+        for i in self.out_indices:
+            self.add_module(f'norm{i}', nn.GroupNorm(1, self.channels[i]))
+        self.apply(self._init_module)
+        self._freeze_stages()
+
+    @classmethod
+    def parse_arch(cls, arch: Union[str, dict]) -> dict:
+        if isinstance(arch, str):
+            key = arch.lower()
+            if key not in cls.arch_settings:
+                raise ValueError(
+                    f'Unknown TransXNet arch {arch!r}; choose one of '
+                    f'{sorted(cls.arch_settings)} or pass a dict with the '
+                    f'keys {sorted(cls.arch_settings["t"])}.')
+            return dict(cls.arch_settings[key])
+        if isinstance(arch, dict):
+            required = set(cls.arch_settings['t'])
+            missing = required - set(arch)
+            if missing:
+                raise ValueError(
+                    f'The TransXNet arch dict lacks {sorted(missing)}; it '
+                    f'needs all of {sorted(required)}.')
+            return dict(arch)
+        raise TypeError(f'arch must be a str or a dict, got {type(arch)}')
+
+    @staticmethod
+    def parse_out_indices(out_indices: Union[int, Sequence[int]],
+                          num_stages: int) -> Tuple[int, ...]:
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        out = []
+        for i in out_indices:
+            if not isinstance(i, int) or not -num_stages <= i < num_stages:
+                raise ValueError(
+                    f'out_indices must hold stage indices from 0 to '
+                    f'{num_stages - 1} (or negative from the end), got '
+                    f'{tuple(out_indices)}')
+            out.append(i % num_stages)
+        if not out or len(set(out)) != len(out):
+            raise ValueError(f'out_indices must be a non-empty set of stage '
+                             f'indices, got {tuple(out_indices)}')
+        return tuple(sorted(out))
+
+    @staticmethod
+    def _init_module(m: nn.Module) -> None:
+        """The authors' initialisation (IDConv banks init themselves)."""
+        if isinstance(m, nn.Conv2d):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.GroupNorm, _BatchNorm)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def init_weights(self) -> None:
+        if self.init_cfg is not None and self.init_cfg.get(
+                'type') == 'Pretrained':
+            load_pretrained(self, self.init_cfg['checkpoint'],
+                            prefix=self.init_cfg.get('prefix'),
+                            logger=MMLogger.get_current_instance())
+            self._is_init = True
+        else:
+            super().init_weights()
+        self._freeze_stages()
+
+    def _freeze_stages(self) -> None:
+        frozen: List[nn.Module] = []
+        if self.frozen_stages >= 0:
+            frozen.append(self.downsample_layers[0])
+        for i in range(self.frozen_stages):
+            if i > 0:
+                frozen.append(self.downsample_layers[i])
+            frozen.append(self.stages[i])
+            if i in self.out_indices:
+                frozen.append(getattr(self, f'norm{i}'))
+        for m in frozen:
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'TransXNet':
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        outs = []
+        for i, (down, stage) in enumerate(zip(self.downsample_layers,
+                                              self.stages)):
+            x = stage(down(x))
+            if i in self.out_indices:
+                outs.append(getattr(self, f'norm{i}')(x))
+        return tuple(outs)
