@@ -11,6 +11,8 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from transxnet_mm.compat import trusted_local_checkpoints
+
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
@@ -58,7 +60,8 @@ def main():
     if args.out:
         from mmengine.evaluator import DumpResults
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
-    runner.test()
+    with trusted_local_checkpoints():
+        runner.test()
 
 
 if __name__ == '__main__':

@@ -15,6 +15,8 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from transxnet_mm.compat import trusted_local_checkpoints
+
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Train a model')
@@ -69,7 +71,8 @@ def main():
 
     runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
               RUNNERS.build(cfg))
-    runner.train()
+    with trusted_local_checkpoints():
+        runner.train()
 
 
 if __name__ == '__main__':

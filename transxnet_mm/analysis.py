@@ -1,0 +1,93 @@
+"""Model complexity and speed of any of our configs (mmdet, mmseg, mmpretrain).
+
+Used by ``tools/analysis_tools/get_flops.py`` and ``benchmark.py``.
+"""
+import statistics
+import time
+from functools import partial
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from mmengine.analysis import FlopAnalyzer, parameter_count
+from mmengine.config import Config
+from mmengine.model import revert_sync_batchnorm
+from mmengine.registry import init_default_scope
+
+DEFAULT_SHAPES = {'mmdet': (800, 1280), 'mmseg': (512, 512),
+                  'mmpretrain': (224, 224)}
+# Ops that compute OSRA's attention products (q @ k^T and attn @ v).
+ATTENTION_OPS = ('matmul', 'bmm', 'scaled_dot_product_attention')
+
+
+def build_model(cfg: Config, device: str = 'cpu') -> Tuple[torch.nn.Module, str]:
+    """The config's model in eval mode with plain BatchNorm and no pretrained
+    weights (none are needed to count or time it), and its toolbox scope."""
+    scope = cfg.get('default_scope', 'mmdet')
+    init_default_scope(scope)
+    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
+    model_cfg = cfg.model.copy()
+    if 'backbone' in model_cfg:
+        model_cfg.backbone.pop('init_cfg', None)
+    model = revert_sync_batchnorm(registry.build(model_cfg))
+    return model.to(device).eval(), scope
+
+
+def dummy_inputs(scope: str, shape: Sequence[int], batch_size: int = 1,
+                 device: str = 'cpu') -> Tuple[torch.Tensor, dict]:
+    """Images of ``shape`` and the other keyword arguments of the model's
+    tensor-mode forward (mmdet's two-stage detectors need the image meta)."""
+    shape = tuple(shape)
+    inputs = torch.rand(batch_size, 3, *shape, device=device)
+    if scope == 'mmdet':
+        from mmdet.structures import DetDataSample
+        meta = dict(img_shape=shape, ori_shape=shape, pad_shape=shape,
+                    batch_input_shape=shape, scale_factor=(1., 1.))
+        return inputs, dict(data_samples=[
+            DetDataSample(metainfo=meta) for _ in range(batch_size)])
+    return inputs, {}
+
+
+def complexity(model: torch.nn.Module, inputs: torch.Tensor,
+               kwargs: Optional[dict] = None) -> Dict[str, int]:
+    """Parameters and FLOPs (multiply-adds) from one trace: ``flops_paper``
+    leaves out OSRA's attention products as the paper does,
+    ``flops_with_attention`` counts them."""
+    # The tracer takes tensors only: bind the rest, as mmdet's get_flops does.
+    forward = model.forward
+    model.forward = partial(forward, **(kwargs or {}))
+    try:
+        analyzer = FlopAnalyzer(model, (inputs, ))
+        analyzer.unsupported_ops_warnings(False)
+        analyzer.uncalled_modules_warnings(False)
+        with torch.no_grad():
+            total = analyzer.total()
+            by_module = analyzer.by_module_and_operator()
+    finally:
+        model.forward = forward
+    attention = sum(
+        flops for name, ops in by_module.items()
+        if name.split('.')[-1] == 'osra'
+        for op, flops in ops.items() if op in ATTENTION_OPS)
+    return dict(params=parameter_count(model)[''],
+                flops_paper=total - attention, flops_with_attention=total)
+
+
+def median_time(fn: Callable[[], object], runs: int = 10, warmup: int = 2,
+                sync: Optional[Callable[[], None]] = None) -> List[float]:
+    """Seconds per call of ``fn`` over ``runs`` calls after ``warmup``;
+    returns all of them (take the median)."""
+    sync = sync or (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
