@@ -5,10 +5,12 @@ Used by ``tools/analysis_tools/get_flops.py`` and ``benchmark.py``.
 import statistics
 import time
 from functools import partial
+from math import prod
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.analysis import FlopAnalyzer, parameter_count
+from mmengine.analysis.jit_handles import get_shape
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
@@ -47,6 +49,15 @@ def dummy_inputs(scope: str, shape: Sequence[int], batch_size: int = 1,
     return inputs, {}
 
 
+def sdpa_flop_jit(inputs: list, outputs: list) -> int:
+    """Multiply-adds of ``scaled_dot_product_attention`` (OSRA's fused
+    attention), which mmengine's FlopAnalyzer has no handle for: the two
+    products q k^T (N x d by d x M) and attn v (N x M by M x d_v)."""
+    q, k, v = (get_shape(x) for x in inputs[:3])
+    rows = prod(q[:-1])  # batch x heads x N
+    return rows * k[-2] * q[-1] + rows * k[-2] * v[-1]
+
+
 def complexity(model: torch.nn.Module, inputs: torch.Tensor,
                kwargs: Optional[dict] = None) -> Dict[str, int]:
     """Parameters and FLOPs (multiply-adds) from one trace: ``flops_paper``
@@ -57,6 +68,8 @@ def complexity(model: torch.nn.Module, inputs: torch.Tensor,
     model.forward = partial(forward, **(kwargs or {}))
     try:
         analyzer = FlopAnalyzer(model, (inputs, ))
+        analyzer.set_op_handle(
+            'aten::scaled_dot_product_attention', sdpa_flop_jit)
         analyzer.unsupported_ops_warnings(False)
         analyzer.uncalled_modules_warnings(False)
         with torch.no_grad():

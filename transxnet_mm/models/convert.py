@@ -119,6 +119,45 @@ def convert_official(
     return out, left_out
 
 
+def to_official(
+    state_dict: Dict[str, Tensor]
+) -> Tuple['OrderedDict[str, Tensor]', 'OrderedDict[str, Tensor]']:
+    """Our backbone state dict in the authors' names (the inverse of
+    :func:`convert_official`, from the same tables), and the output norms
+    (``norm{i}.*``), which the authors' ImageNet model does not have."""
+    out: 'OrderedDict[str, Tensor]' = OrderedDict()
+    norms: 'OrderedDict[str, Tensor]' = OrderedDict()
+    for key, value in state_dict.items():
+        m = re.fullmatch(r'downsample_layers\.(\d+)\.(.+)', key)
+        if m:
+            i = int(m[1])
+            new = ('patch_embed.proj.' if i == 0 else
+                   f'network.{2 * i - 1}.proj.') + m[2]
+        elif re.fullmatch(r'norm\d+\.(weight|bias)', key):
+            norms[key] = value
+            continue
+        else:
+            m = re.fullmatch(r'stages\.(\d+)\.relative_pos_bias', key)
+            if m:
+                new = f'relative_pos_enc.{m[1]}'
+            else:
+                m = re.fullmatch(r'stages\.(\d+)\.blocks\.(\d+)\.(.+)', key)
+                if not m:
+                    raise KeyError(f'{key} is not a TransXNet backbone key')
+                # the most specific (longest) of our prefixes that matches
+                matches = [(len(ours), old + m[3][len(ours):])
+                           for old, ours in BLOCK_KEYS
+                           if m[3].startswith(ours)]
+                if not matches:
+                    raise KeyError(f'{key} is not a TransXNet backbone key')
+                rest = max(matches)[1]
+                new = f'network.{2 * int(m[1])}.{m[2]}.{rest}'
+                if re.fullmatch(r'layer_scale_[12]\.weight', rest):
+                    value = value.reshape(-1, 1, 1, 1)
+        out[new] = value
+    return out, norms
+
+
 def describe_arch(state_dict: Dict[str, Tensor]) -> Tuple[Optional[str], str]:
     """Guess the variant of an (our-named) backbone state dict: the
     ``arch_settings`` name or None, and a short description."""

@@ -136,14 +136,19 @@ class OSRA(nn.Module):
     def forward(self, x: Tensor, pos_bias: Tensor) -> Tensor:
         B, C, H, W = x.shape
         h = self.num_heads
-        q = self.q(x).reshape(B, h, C // h, -1).transpose(-1, -2)
         kv = self.sr(x)
         kv = self.local_conv(kv) + kv
         k, v = self.kv(kv).chunk(2, dim=1)
-        k = k.reshape(B, h, C // h, -1)
-        v = v.reshape(B, h, C // h, -1).transpose(-1, -2)
-        attn = ((q @ k) * self.scale + pos_bias).softmax(dim=-1)
-        return (attn @ v).transpose(-1, -2).reshape(B, C, H, W)
+        # (B, heads, tokens, head_dim), contiguous in head_dim: the fused
+        # (flash) kernel needs it, else SDPA falls back to its slow math path.
+        q, k, v = (t.reshape(B, h, C // h, -1).transpose(-1, -2).contiguous()
+                   for t in (self.q(x), k, v))
+        # softmax(q k^T * scale + bias) v, fused: the (N x M) attention
+        # matrix is never stored (the authors' explicit product is in
+        # models/reference.py; both agree to float32 rounding).
+        x = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=pos_bias.to(q.dtype), scale=self.scale)
+        return x.transpose(-1, -2).reshape(B, C, H, W)
 
 
 class DMixer(nn.Module):
@@ -257,7 +262,9 @@ class TransXNetStage(nn.Module):
 
     The bias is stored for a 224x224 input, shape (1, heads, N, M), and is
     resized (bicubic, as the authors do) to the actual attention shape once
-    per forward, not once per block.
+    per forward, not once per block. When no gradient is needed (inference)
+    the resized bias is kept for the next input of the same size; any change
+    of the parameter (optimizer step, load_state_dict, .to()) invalidates it.
     """
 
     def __init__(self, depth: int, channels: int, num_heads: int,
@@ -271,6 +278,7 @@ class TransXNetStage(nn.Module):
         self.blocks = nn.ModuleList(
             Block(channels, num_heads=num_heads, sr_ratio=sr_ratio,
                   drop_path=dpr[i], **block_kwargs) for i in range(depth))
+        self._bias_cache: Optional[Tuple[tuple, Tensor]] = None
 
     def attention_shape(self, H: int, W: int) -> Tuple[int, int]:
         """Query and key token counts of OSRA on an HxW map."""
@@ -280,10 +288,19 @@ class TransXNetStage(nn.Module):
     def pos_bias(self, H: int, W: int) -> Tensor:
         bias = self.relative_pos_bias
         size = self.attention_shape(H, W)
-        if tuple(bias.shape[2:]) != size:
-            bias = F.interpolate(bias, size=size, mode='bicubic',
-                                 align_corners=False)
-        return bias
+        if tuple(bias.shape[2:]) == size:
+            return bias
+        cacheable = not (torch.is_grad_enabled() and bias.requires_grad) \
+            and not torch.compiler.is_compiling()
+        if cacheable:
+            key = (size, bias.device, bias.dtype, bias.data_ptr(),
+                   bias._version)
+            if self._bias_cache is not None and self._bias_cache[0] == key:
+                return self._bias_cache[1]
+        resized = F.interpolate(bias, size=size, mode='bicubic',
+                                align_corners=False)
+        self._bias_cache = (key, resized) if cacheable else None
+        return resized
 
     def forward(self, x: Tensor) -> Tensor:
         bias = self.pos_bias(*x.shape[2:])

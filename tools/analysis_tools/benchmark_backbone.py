@@ -1,0 +1,194 @@
+"""Speed and memory of the TransXNet backbone: our default path against the
+authors' computation (``transxnet_mm/models/reference.py``: the bias resized
+in every block, explicit softmax attention), same weights, same run.
+
+    python tools/analysis_tools/benchmark_backbone.py [--archs t s b]
+        [--sizes 224x224x8 512x512x2 800x1216x1] [--modes eval train]
+        [--runs 5] [--warmup 1] [--threads 2] [--device cpu|cuda]
+
+eval = forward without gradients (model.eval()); train = forward + backward
+of a training step (train mode, batch statistics; no optimizer step) with at
+least 2 images: IDConv's BatchNorm sees one value per channel and sample, so
+the authors' model cannot take a training step on a single image. Each
+cell runs in a fresh subprocess; it prints the median latency over ``--runs``
+runs after ``--warmup`` runs, images/s, and the peak tensor memory the first
+step allocates above what was allocated before it (weights and input
+excluded; the default path's cached bias included). CPU: from the PyTorch
+profiler's memory events of that step (RSS would mostly measure malloc's
+fragmentation); GPU: torch.cuda.max_memory_allocated.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from transxnet_mm.models import TransXNet
+from transxnet_mm.models.convert import to_official
+from transxnet_mm.models.reference import reference_forward
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--archs', nargs='+', default=['t', 's', 'b'])
+    parser.add_argument('--sizes', nargs='+',
+                        default=['224x224x8', '512x512x2', '800x1216x1'],
+                        help='HxWxBATCH')
+    parser.add_argument('--modes', nargs='+', default=['eval', 'train'],
+                        choices=['eval', 'train'])
+    parser.add_argument('--impls', nargs='+', default=['reference', 'default'],
+                        choices=['reference', 'default'])
+    parser.add_argument('--runs', type=int, default=5)
+    parser.add_argument('--warmup', type=int, default=1,
+                        help='warm-up steps (at least 1: the first step '
+                        'measures the memory)')
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--device', default='cuda' if
+                        torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--worker', nargs=6, help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def cpu_peak_bytes(step) -> int:
+    """Peak of the running sum of tensor allocations (+) and frees (-) during
+    ``step``, from the profiler's op and memory events in time order."""
+    with torch.profiler.profile(
+            activities=[torch.profiler.ProfilerActivity.CPU],
+            profile_memory=True) as prof:
+        step()
+    current = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        current += event.self_cpu_memory_usage
+        peak = max(peak, current)
+    return peak
+
+
+def run_cell(arch, h, w, batch, mode, impl, runs, warmup, device) -> dict:
+    """One measurement; runs inside its own process."""
+    torch.manual_seed(0)
+    train = mode == 'train'
+    model = TransXNet(arch)
+    x = torch.randn(batch, 3, h, w, device=device)
+    if impl == 'reference':
+        sd, norms = to_official(model.state_dict())
+        del model
+        params = {k: v.to(device) for k, v in sd.items()}
+        if train:
+            for k, v in params.items():
+                if v.is_floating_point() and 'running_' not in k:
+                    v.requires_grad_()
+        leaves = [v for v in params.values() if v.requires_grad]
+
+        def forward():
+            return reference_forward(params, x, norms, training=train)
+    else:
+        model = model.to(device).train(train)
+        leaves = list(model.parameters())
+
+        def forward():
+            return model(x)
+
+    def step():
+        if not train:
+            with torch.no_grad():
+                forward()
+            return
+        for p in leaves:
+            p.grad = None
+        sum(o.mean() for o in forward()).backward()
+
+    cuda = device.startswith('cuda')
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step()
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        peak = cpu_peak_bytes(step)
+    for _ in range(warmup - 1):
+        step()
+    sync()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - start)
+    return dict(median=statistics.median(times), times=times,
+                peak_mb=max(peak, 0) / 2**20)
+
+
+def machine(device: str, threads: int) -> str:
+    if device.startswith('cuda'):
+        return f'{torch.cuda.get_device_name()} (CUDA {torch.version.cuda})'
+    model = platform.processor()
+    try:
+        with open('/proc/cpuinfo') as f:
+            model = next(line.split(':', 1)[1].strip() for line in f
+                         if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    return f'{model}, {threads} threads'
+
+
+def main():
+    args = parse_args()
+    if args.worker:
+        torch.set_num_threads(args.threads)
+        arch, h, w, batch, mode, impl = args.worker
+        res = run_cell(arch, int(h), int(w), int(batch), mode, impl,
+                       args.runs, args.warmup, args.device)
+        print('RESULT ' + json.dumps(res))
+        return
+    print(f'TransXNet backbone benchmark: {machine(args.device, args.threads)}'
+          f'; torch {torch.__version__}; median of {args.runs} runs after '
+          f'{args.warmup} warm-up')
+    header = ('| arch | input | mode | reference ms | default ms | speed-up '
+              '| default img/s | reference peak MB | default peak MB | '
+              'memory ratio |')
+    print(header + '\n' + '|---' * 10 + '|', flush=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
+               MKL_NUM_THREADS=str(args.threads))
+    for arch in args.archs:
+        for size in args.sizes:
+            h, w, size_batch = size.split('x')
+            for mode in args.modes:
+                batch = str(max(int(size_batch), 2) if mode == 'train' else
+                            int(size_batch))
+                res = {}
+                for impl in args.impls:
+                    out = subprocess.run(
+                        [sys.executable, __file__, '--worker', arch, h, w,
+                         batch, mode, impl, '--runs', str(args.runs),
+                         '--warmup', str(args.warmup), '--threads',
+                         str(args.threads), '--device', args.device],
+                        capture_output=True, text=True, env=env)
+                    line = [x for x in out.stdout.splitlines()
+                            if x.startswith('RESULT ')]
+                    if out.returncode != 0 or not line:
+                        raise SystemExit(f'{arch} {size} {mode} {impl} '
+                                         f'failed:\n{out.stderr[-2000:]}')
+                    res[impl] = json.loads(line[0][len('RESULT '):])
+                ref, dft = res.get('reference'), res.get('default')
+                cells = [arch.upper(), f'{batch}x{h}x{w}', mode]
+                cells.append(f'{ref["median"] * 1e3:.0f}' if ref else '-')
+                cells.append(f'{dft["median"] * 1e3:.0f}' if dft else '-')
+                cells.append(f'{ref["median"] / dft["median"]:.2f}x'
+                             if ref and dft else '-')
+                cells.append(f'{int(batch) / dft["median"]:.2f}'
+                             if dft else '-')
+                cells.append(f'{ref["peak_mb"]:.0f}' if ref else '-')
+                cells.append(f'{dft["peak_mb"]:.0f}' if dft else '-')
+                cells.append(f'{dft["peak_mb"] / ref["peak_mb"]:.2f}'
+                             if ref and dft and ref['peak_mb'] else '-')
+                print('| ' + ' | '.join(cells) + ' |', flush=True)
+
+
+if __name__ == '__main__':
+    main()
