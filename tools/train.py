@@ -11,11 +11,14 @@ import argparse
 import os
 import os.path as osp
 
+import torch
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from transxnet_mm.compat import trusted_local_checkpoints
+from transxnet_mm.checks import check_data, check_pretrained
+from transxnet_mm.compat import (setup_cpu_distributed,
+                                 trusted_local_checkpoints)
 
 
 def parse_args():
@@ -56,6 +59,10 @@ def main():
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     if args.amp:
+        if not torch.cuda.is_available():
+            raise SystemExit('--amp (AmpOptimWrapper, fp16) needs a GPU; on '
+                             'CPU train in fp32 (bf16 autocast is for '
+                             'inference, see README)')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.auto_scale_lr:
@@ -69,6 +76,14 @@ def main():
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
 
+    try:
+        check_data(cfg, ['train_dataloader'] +
+                   (['val_dataloader'] if cfg.get('val_cfg') else []))
+        if not cfg.get('resume') and not cfg.get('load_from'):
+            check_pretrained(cfg)
+    except FileNotFoundError as e:
+        raise SystemExit(f'error: {e}')
+    setup_cpu_distributed(cfg)
     runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
               RUNNERS.build(cfg))
     with trusted_local_checkpoints():

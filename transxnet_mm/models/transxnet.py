@@ -86,6 +86,19 @@ class IDConv(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         B, C, H, W = x.shape
         K, G = self.kernel_size, self.num_groups
+        bn = self.proj[1]
+        if B == 1 and bn.training and not (
+                isinstance(bn, nn.SyncBatchNorm)
+                and torch.distributed.is_available()
+                and torch.distributed.is_initialized()):
+            raise ValueError(
+                'TransXNet cannot take a training step on one image per '
+                "BatchNorm: IDConv normalises each sample's 1x1 pooled "
+                "descriptor (as in the authors' model), which needs at least "
+                '2 images. Use a batch of 2 or more per GPU (the paper: 2), '
+                'SyncBN across GPUs, or eval mode for inference; for a last '
+                'partial batch of one image set '
+                'train_dataloader.batch_sampler.drop_last=True.')
         attn = self.proj(self.pool(x)).reshape(B, G, C, K, K).softmax(dim=1)
         weight = (attn * self.weight.unsqueeze(0)).sum(dim=1)
         attn = self.proj(x.mean(dim=(2, 3), keepdim=True))
@@ -513,7 +526,33 @@ class TransXNet(BaseModule):
                     m.eval()
         return self
 
+    def _check_input(self, x: Tensor) -> None:
+        """Clear errors for inputs the backbone cannot take (cheap: shapes,
+        dtypes and devices only)."""
+        if not isinstance(x, Tensor) or x.dim() != 4:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x)
+            raise ValueError(f'TransXNet takes images of shape (B, C, H, W), '
+                             f'got {shape}')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f'TransXNet was built for {self.in_channels} input channels '
+                f'but got {x.shape[1]}: convert the images (e.g. to RGB) or '
+                f'set in_channels={x.shape[1]} in the backbone config')
+        weight = self.downsample_layers[0].conv.weight
+        if x.device != weight.device:
+            raise ValueError(
+                f'The input is on {x.device} but TransXNet is on '
+                f'{weight.device}: move one to the other (x.to(device) or '
+                f'model.to(device))')
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(
+                x.device.type):
+            raise ValueError(
+                f'The input is {x.dtype} but TransXNet\'s weights are '
+                f'{weight.dtype}: cast the input (x.to({weight.dtype})) or '
+                f'run under torch.autocast')
+
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        self._check_input(x)
         outs = []
         for i, (down, stage) in enumerate(zip(self.downsample_layers,
                                               self.stages)):
