@@ -4,8 +4,11 @@ Importing this package registers the ``TransXNet`` backbone once in MMEngine's
 root ``MODELS`` registry, which the mmdet, mmseg and mmpretrain registries fall
 back to, so their configs build it with ``type='TransXNet'`` after
 ``custom_imports = dict(imports=['transxnet_mm'], allow_failed_imports=False)``.
+It also registers ``AlignResize`` (the authors' ADE20K test resize) in the
+root ``TRANSFORMS`` registry, for mmseg's pipelines.
 """
 from .models import TransXNet
+from .transforms import AlignResize
 from .version import __version__
 
-__all__ = ['TransXNet', '__version__']
+__all__ = ['TransXNet', 'AlignResize', '__version__']
