@@ -4,11 +4,16 @@
         [--score-thr 0.3] [--device cpu]
 
 Detection configs draw boxes (and masks) with mmdet's visualizer; one image
-file per input is written to ``--out-dir``.
+file per input is written to ``--out-dir``. Segmentation configs draw the
+predicted class masks with mmseg's visualizer, likewise one image file per
+input. Classification configs print the top-5 classes of each image with
+their scores. CHECKPOINT may be one of the authors' ImageNet files
+(transx-*.pth.tar).
 """
 import argparse
 import os
 import os.path as osp
+import tempfile
 from typing import List
 
 import mmcv
@@ -70,6 +75,74 @@ def detect(cfg: Config, args, images: List[str]) -> List[str]:
     return written
 
 
+def segment(cfg: Config, args, images: List[str]) -> List[str]:
+    """Draw the predicted class masks (mmseg's visualizer of the config)
+    of each image into ``--out-dir`` and print its largest classes."""
+    import numpy as np
+    from mmseg.apis import inference_model, init_model
+    from mmseg.registry import VISUALIZERS
+
+    with trusted_local_checkpoints():
+        model = init_model(cfg, args.checkpoint, device=args.device)
+    visualizer = VISUALIZERS.build(model.cfg.visualizer)
+    visualizer.dataset_meta = model.dataset_meta
+    classes = model.dataset_meta['classes']
+    written = []
+    for path in images:
+        result = inference_model(model, path)
+        out_file = osp.join(args.out_dir, osp.basename(path))
+        visualizer.add_datasample(
+            osp.basename(path),
+            mmcv.imread(path, channel_order='rgb'),
+            data_sample=result,
+            draw_gt=False,
+            out_file=out_file)
+        labels = result.pred_sem_seg.data.cpu().numpy().ravel()
+        counts = np.bincount(labels, minlength=len(classes))
+        top = [f'{classes[i].strip()} {counts[i] / labels.size:.0%}'
+               for i in counts.argsort()[::-1][:3] if counts[i]]
+        print(f'{path}: {", ".join(top)} -> {out_file}')
+        written.append(out_file)
+    return written
+
+
+def classify(cfg: Config, args, images: List[str]) -> List[List[tuple]]:
+    """Print the top-5 classes of each image with their scores.
+
+    Class names come from the checkpoint's dataset meta, else ImageNet's
+    (mmpretrain's ImageNet metainfo). An authors' checkpoint
+    (transx-*.pth.tar) is converted to our key names in a temporary file.
+    """
+    from mmpretrain.apis import ImageClassificationInferencer
+    from mmpretrain.datasets.categories import IMAGENET_CATEGORIES
+
+    from transxnet_mm.models.convert import official_to_mm_checkpoint
+
+    with tempfile.TemporaryDirectory(prefix='transxnet_') as tmp:
+        converted = osp.join(tmp, 'converted.pth')
+        summary = official_to_mm_checkpoint(args.checkpoint, converted)
+        if summary:
+            print(f"{args.checkpoint} holds the authors' TransXNet keys: "
+                  f'converted to our names ({summary}).')
+        with trusted_local_checkpoints():
+            inferencer = ImageClassificationInferencer(
+                cfg,
+                pretrained=converted if summary else args.checkpoint,
+                device=args.device)
+    classes = inferencer.classes or IMAGENET_CATEGORIES
+    top5 = []
+    for path in images:
+        scores = inferencer(path)[0]['pred_scores']
+        print(f'{path}: top-5 of {len(scores)} classes')
+        best = []
+        for rank, i in enumerate(scores.argsort()[::-1][:5], 1):
+            name = classes[i] if i < len(classes) else f'class {i}'
+            print(f'  {rank}. {scores[i]:.4f}  {name} ({i})')
+            best.append((name, float(scores[i])))
+        top5.append(best)
+    return top5
+
+
 def main():
     args = parse_args()
     images = list_images(args.img)
@@ -80,6 +153,10 @@ def main():
     scope = cfg.get('default_scope', 'mmdet')
     if scope == 'mmdet':
         detect(cfg, args, images)
+    elif scope == 'mmseg':
+        segment(cfg, args, images)
+    elif scope == 'mmpretrain':
+        classify(cfg, args, images)
     else:
         raise SystemExit(f'image_demo does not handle {scope} configs yet')
 

@@ -2,16 +2,23 @@
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out RESULTS.pkl]
         [--show-dir DIR] [--cfg-options k=v ...] [--launcher ...]
+
+CHECKPOINT may also be one of the authors' ImageNet files (transx-t.pth.tar,
+...): it is converted to our key names in a temporary file first.
 """
 import argparse
 import os
 import os.path as osp
+import tempfile
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from transxnet_mm.compat import trusted_local_checkpoints
+from transxnet_mm.checks import check_data
+from transxnet_mm.compat import (setup_cpu_distributed,
+                                 trusted_local_checkpoints)
+from transxnet_mm.models.convert import official_to_mm_checkpoint
 
 
 def parse_args():
@@ -47,22 +54,44 @@ def main():
                                 osp.splitext(osp.basename(args.config))[0])
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'Checkpoint {args.checkpoint} does not exist.')
-    cfg.load_from = args.checkpoint
     if args.show_dir:
         hook = cfg.default_hooks.get('visualization')
         if hook is None:
             raise SystemExit('--show-dir needs a visualization hook in '
                              'default_hooks')
-        hook.update(draw=True, test_out_dir=args.show_dir)
+        if cfg.get('default_scope') == 'mmseg':
+            # SegVisualizationHook has no test_out_dir: it draws through the
+            # visualizer's backends; relative to the work dir as for mmdet
+            # (WORK_DIR/SHOW_DIR/vis_data/vis_image/).
+            hook.update(draw=True, interval=1)
+            cfg.visualizer.save_dir = osp.join(cfg.work_dir, args.show_dir)
+        else:
+            hook.update(draw=True, test_out_dir=args.show_dir)
+    try:
+        check_data(cfg, ['test_dataloader'])
+    except FileNotFoundError as e:
+        raise SystemExit(f'error: {e}')
+    setup_cpu_distributed(cfg)
 
-    runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
-              RUNNERS.build(cfg))
-    if args.out:
-        from mmengine.evaluator import DumpResults
-        runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
-    with trusted_local_checkpoints():
-        runner.test()
-
+    # The authors' released checkpoints (transx-*.pth.tar) use their own key
+    # names, which the runner's loader cannot map: convert them for this run.
+    with tempfile.TemporaryDirectory(prefix='transxnet_') as tmp_dir:
+        converted = osp.join(tmp_dir, 'converted.pth')
+        summary = official_to_mm_checkpoint(args.checkpoint, converted)
+        cfg.load_from = converted if summary else args.checkpoint
+        runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
+                  RUNNERS.build(cfg))
+        if args.out:
+            from mmengine.evaluator import DumpResults
+            runner.test_evaluator.metrics.append(
+                DumpResults(out_file_path=args.out))
+        if summary:
+            runner.logger.info(
+                f"{args.checkpoint} holds the authors' TransXNet keys: "
+                f'converted to our names ({summary}) in {converted}, loaded '
+                f'from there.')
+        with trusted_local_checkpoints():
+            runner.test()
 
 if __name__ == '__main__':
     main()

@@ -212,6 +212,45 @@ def extract_state_dict(ckpt: dict) -> Dict[str, Tensor]:
     return ckpt
 
 
+def official_to_mm_checkpoint(src: str,
+                              dst: str,
+                              with_head: bool = True) -> Optional[str]:
+    """Write the authors' checkpoint ``src`` in our key names to ``dst``.
+
+    For tools that hand a checkpoint to MMEngine's ``load_checkpoint``
+    (``tools/test.py``, ``tools/image_demo.py``), which cannot rename keys.
+    ``dst`` gets the format of ``tools/model_converters/transxnet_to_mm.py``:
+    ``state_dict`` with an mmpretrain ImageClassifier's ``backbone.*`` and
+    ``head.fc.*`` (backbone only without ``with_head``) and ``meta`` (source
+    file name, arch). Returns a one-line summary for the log, or None, writing
+    nothing, when ``src`` does not hold the authors' keys (ours, or an
+    MMEngine training checkpoint, which torch's safe loading rejects).
+    """
+    try:
+        state_dict = extract_state_dict(read_checkpoint(src))
+    except ValueError:
+        return None
+    if not is_official(state_dict):
+        return None
+    converted, left_out = convert_official(state_dict, with_head=with_head)
+    if with_head and left_out:
+        raise ValueError(f'{src!r} holds keys that are not TransXNet '
+                         f'weights: {left_out[:5]}')
+    if not with_head:
+        converted = OrderedDict(
+            ('backbone.' + k, v) for k, v in converted.items())
+    arch, desc = describe_arch({
+        k[len('backbone.'):]: v
+        for k, v in converted.items() if k.startswith('backbone.')
+    })
+    torch.save(
+        dict(state_dict=converted,
+             meta=dict(source=osp.basename(src), arch=arch)), dst)
+    return (f'TransXNet-{(arch or "custom").upper()} ({desc}), '
+            f'{len(converted)} tensors'
+            f'{"" if with_head else ", backbone only"}')
+
+
 def load_pretrained(model: nn.Module,
                     path: str,
                     prefix: Optional[str] = None,
