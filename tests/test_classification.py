@@ -45,13 +45,8 @@ def build_classifier(cfg: Config, device: str = 'cpu') -> torch.nn.Module:
 
 
 @pytest.fixture(scope='module')
-def coco_images():
-    out = osp.join(ROOT, 'data/coco_sample')
-    subprocess.run([sys.executable,
-                    osp.join(ROOT, 'tools/dataset_converters/'
-                             'fetch_coco_sample.py'), '--out', out],
-                   check=True, capture_output=True)
-    images = sorted(glob.glob(osp.join(out, 'val2017', '*.jpg')))
+def coco_images(coco_sample):
+    images = sorted(glob.glob(osp.join(coco_sample, 'val2017', '*.jpg')))
     assert len(images) == 10
     return images
 

@@ -2,11 +2,10 @@
 import json
 import glob
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 import torch
+from conftest import fixed_batch_losses, run_tool
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 
@@ -113,16 +112,6 @@ def test_flops_match_paper_at_800x1280():
     assert res['flops_with_attention'] > res['flops_paper'] * 1.1
 
 
-@pytest.fixture(scope='module')
-def coco_sample():
-    subprocess.run([sys.executable,
-                    osp.join(ROOT, 'tools/dataset_converters/'
-                             'fetch_coco_sample.py'),
-                    '--out', osp.join(ROOT, 'data/coco_sample')],
-                   check=True, capture_output=True)
-    return osp.join(ROOT, 'data/coco_sample')
-
-
 def test_mask_rcnn_loss_falls_on_a_fixed_batch(coco_sample):
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
@@ -135,26 +124,10 @@ def test_mask_rcnn_loss_falls_on_a_fixed_batch(coco_sample):
     assert resize.type == 'Resize'
     resize.scale = (320, 224)  # smaller than the demo: a test, not a run
     batch = next(iter(Runner.build_dataloader(cfg.train_dataloader, seed=0)))
-    model = MODELS.build(cfg.model)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
-    losses = []
-    for _ in range(6):
-        data = model.data_preprocessor(batch, True)
-        loss, _ = model.parse_losses(model(**data, mode='loss'))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = fixed_batch_losses(MODELS.build(cfg.model), batch, lr=1e-4,
+                                weight_decay=0.05)
     assert all(torch.isfinite(torch.tensor(losses)))
     assert min(losses[-2:]) < losses[0] * 0.9, losses
-
-
-def _run(args, cwd):
-    out = subprocess.run([sys.executable] + args, cwd=cwd, text=True,
-                         capture_output=True)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out.stdout + out.stderr
 
 
 def test_train_evaluate_and_test_on_real_sample(coco_sample, tmp_path):
@@ -163,13 +136,12 @@ def test_train_evaluate_and_test_on_real_sample(coco_sample, tmp_path):
     work = str(tmp_path / 'work')
     small = ['--cfg-options', 'train_cfg.max_epochs=1',
              'train_cfg.val_interval=1', 'default_hooks.checkpoint.interval=1']
-    log = _run([osp.join(ROOT, 'tools/train.py'), DEMO, '--work-dir', work]
-               + small, ROOT)
+    log = run_tool(['tools/train.py', DEMO, '--work-dir', work] + small)
     assert 'coco/bbox_mAP' in log and 'coco/segm_mAP' in log
     ckpt = osp.join(work, 'epoch_1.pth')
     assert osp.isfile(ckpt)
-    log = _run([osp.join(ROOT, 'tools/test.py'), DEMO, ckpt, '--work-dir',
-                str(tmp_path / 'test')], ROOT)
+    log = run_tool(['tools/test.py', DEMO, ckpt, '--work-dir',
+                    str(tmp_path / 'test')])
     metrics = glob.glob(str(tmp_path / 'test' / '*' / '*.json'))
     assert metrics, log[-2000:]
     with open(metrics[0]) as f:
@@ -179,9 +151,9 @@ def test_train_evaluate_and_test_on_real_sample(coco_sample, tmp_path):
 
 def test_get_flops_and_benchmark_tools_run():
     cfg = osp.join(ROOT, 'configs/retinanet_transxnet_t.py')
-    out = _run([osp.join(ROOT, 'tools/analysis_tools/get_flops.py'), cfg,
-                '--shape', '256', '320'], ROOT)
+    out = run_tool(['tools/analysis_tools/get_flops.py', cfg,
+                    '--shape', '256', '320'])
     assert 'Params: 22.44 M' in out and 'paper convention' in out
-    out = _run([osp.join(ROOT, 'tools/analysis_tools/benchmark.py'), cfg,
-                '--shape', '128', '--runs', '2', '--warmup', '1'], ROOT)
+    out = run_tool(['tools/analysis_tools/benchmark.py', cfg,
+                    '--shape', '128', '--runs', '2', '--warmup', '1'])
     assert 'images/s' in out

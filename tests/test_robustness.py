@@ -130,14 +130,6 @@ def test_amp_flag_on_cpu_says_it_needs_a_gpu():
     assert out.returncode != 0 and '--amp' in out.stderr.splitlines()[-1]
 
 
-@pytest.fixture(scope='module')
-def coco_sample():
-    subprocess.run([PY, osp.join(ROOT, 'tools/dataset_converters/'
-                                 'fetch_coco_sample.py'), '--out',
-                    osp.join(ROOT, 'data/coco_sample')], check=True,
-                   capture_output=True)
-
-
 TINY = f"""
 _base_ = '{DEMO}'
 model = dict(backbone=dict(arch=dict(

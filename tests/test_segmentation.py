@@ -6,12 +6,11 @@ import importlib.util
 import json
 import math
 import os.path as osp
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from conftest import fixed_batch_losses, run_tool
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import PARAM_SCHEDULERS
@@ -179,18 +178,13 @@ def test_align_resize_is_found_by_mmseg_and_rejects_bad_input():
 
 
 @pytest.fixture(scope='module')
-def ade_sample():
+def ade_sample(coco_sample):
     """The real ADE20K-layout sample (COCO images + human labels)."""
-    subprocess.run([sys.executable,
-                    osp.join(ROOT, 'tools/dataset_converters/'
-                             'fetch_coco_sample.py'),
-                    '--out', osp.join(ROOT, 'data/coco_sample')],
-                   check=True, capture_output=True)
     spec = importlib.util.spec_from_file_location('coco_to_ade', CONVERTER)
     converter = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(converter)
     out = osp.join(ROOT, 'data/ade20k_sample')
-    counts = converter.convert(osp.join(ROOT, 'data/coco_sample'), out)
+    counts = converter.convert(coco_sample, out)
     return out, counts, converter
 
 
@@ -231,26 +225,10 @@ def test_loss_falls_on_a_fixed_batch(ade_sample):
     resize.scale, crop.crop_size = (512, 128), (128, 128)  # a test, not a run
     cfg.model.data_preprocessor.size = (128, 128)
     batch = next(iter(Runner.build_dataloader(cfg.train_dataloader, seed=0)))
-    model = MODELS.build(cfg.model)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-4, weight_decay=1e-4)
-    losses = []
-    for _ in range(6):
-        data = model.data_preprocessor(batch, True)
-        loss, _ = model.parse_losses(model(**data, mode='loss'))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = fixed_batch_losses(MODELS.build(cfg.model), batch, lr=2e-4,
+                                weight_decay=1e-4)
     assert all(math.isfinite(x) for x in losses)
     assert min(losses[-2:]) < losses[0] * 0.9, losses
-
-
-def _run(args, cwd):
-    out = subprocess.run([sys.executable] + args, cwd=cwd, text=True,
-                         capture_output=True)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out.stdout + out.stderr
 
 
 def test_train_evaluate_test_and_draw_on_real_sample(ade_sample, tmp_path):
@@ -260,13 +238,12 @@ def test_train_evaluate_test_and_draw_on_real_sample(ade_sample, tmp_path):
     small = ['--cfg-options', 'train_cfg.max_iters=2',
              'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2',
              'train_dataloader.batch_size=2', 'default_hooks.logger.interval=1']
-    log = _run([osp.join(ROOT, 'tools/train.py'), DEMO, '--work-dir', work]
-               + small, ROOT)
+    log = run_tool(['tools/train.py', DEMO, '--work-dir', work] + small)
     assert 'mIoU' in log and 'person' in log  # the per-class table
     ckpt = osp.join(work, 'iter_2.pth')
     assert osp.isfile(ckpt)
-    log = _run([osp.join(ROOT, 'tools/test.py'), DEMO, ckpt, '--work-dir',
-                str(tmp_path / 'test'), '--show-dir', 'vis'], ROOT)
+    log = run_tool(['tools/test.py', DEMO, ckpt, '--work-dir',
+                    str(tmp_path / 'test'), '--show-dir', 'vis'])
     metrics = glob.glob(str(tmp_path / 'test' / '*' / '*.json'))
     assert metrics, log[-2000:]
     with open(metrics[0]) as f:
@@ -274,6 +251,6 @@ def test_train_evaluate_test_and_draw_on_real_sample(ade_sample, tmp_path):
     drawn = glob.glob(str(tmp_path / 'test/vis/vis_data/vis_image/*.png'))
     assert len(drawn) == 10
     image = osp.join(ade_sample[0], 'images/validation/000000074646.jpg')
-    log = _run([osp.join(ROOT, 'tools/image_demo.py'), image, DEMO, ckpt,
-                '--out-dir', str(tmp_path / 'demo')], ROOT)
+    log = run_tool(['tools/image_demo.py', image, DEMO, ckpt,
+                    '--out-dir', str(tmp_path / 'demo')])
     assert osp.isfile(tmp_path / 'demo' / '000000074646.jpg'), log[-2000:]
