@@ -44,6 +44,16 @@ def build_classifier(cfg: Config, device: str = 'cpu') -> torch.nn.Module:
         return MODELS.build(model_cfg)
 
 
+def authors_logits(sd: dict, x: torch.Tensor) -> torch.Tensor:
+    """The authors' classifier on the reference features: GroupNorm (their
+    classifier.0) -> global average pool -> 1x1 conv (classifier.2)."""
+    feat = reference_forward(sd, x, out_norms={
+        'norm3.weight': sd['classifier.0.weight'],
+        'norm3.bias': sd['classifier.0.bias']})[3]
+    return F.conv2d(feat.mean((2, 3), keepdim=True), sd['classifier.2.weight'],
+                    sd['classifier.2.bias']).flatten(1)
+
+
 @pytest.fixture(scope='module')
 def coco_images(coco_sample):
     images = sorted(glob.glob(osp.join(coco_sample, 'val2017', '*.jpg')))
@@ -195,12 +205,7 @@ def test_authors_checkpoint_loads_completely_with_their_logits(
     x = torch.randn(1, 3, 128, 160, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         logits = model(x, mode='tensor')
-        feat = reference_forward(sd, x, out_norms={
-            'norm3.weight': sd['classifier.0.weight'],
-            'norm3.bias': sd['classifier.0.bias']})[3]
-        expected = F.conv2d(feat.mean((2, 3), keepdim=True),
-                            sd['classifier.2.weight'],
-                            sd['classifier.2.bias']).flatten(1)
+        expected = authors_logits(sd, x)
     assert logits.shape == expected.shape == (1, 1000)
     assert (logits - expected).abs().max() / expected.abs().max() < 1e-4
     assert expected.std() > 0.1 * expected.abs().max()  # not a flat output
@@ -340,12 +345,7 @@ def test_tools_test_evaluates_an_authors_checkpoint(
         rgb = torch.from_numpy(data['img'][..., ::-1].copy()).float()
         x = (rgb.permute(2, 0, 1)[None] - mean) / std
         with torch.no_grad():
-            feat = reference_forward(sd, x, out_norms={
-                'norm3.weight': sd['classifier.0.weight'],
-                'norm3.bias': sd['classifier.0.bias']})[3]
-            logits = F.conv2d(feat.mean((2, 3), keepdim=True),
-                              sd['classifier.2.weight'],
-                              sd['classifier.2.bias']).flatten(1)
+            logits = authors_logits(sd, x)
         assert torch.allclose(result['pred_score'], logits.softmax(1)[0],
                               rtol=1e-4, atol=1e-7)
 
