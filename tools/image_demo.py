@@ -50,6 +50,20 @@ def list_images(path: str) -> List[str]:
     return [path]
 
 
+def draw(visualizer, path: str, result, out_dir: str, **kwargs) -> str:
+    """Draw one prediction on its image with the toolbox's visualizer and
+    write it to ``out_dir`` under the image's name; returns that path."""
+    out_file = osp.join(out_dir, osp.basename(path))
+    visualizer.add_datasample(
+        osp.basename(path),
+        mmcv.imread(path, channel_order='rgb'),
+        data_sample=result,
+        draw_gt=False,
+        out_file=out_file,
+        **kwargs)
+    return out_file
+
+
 def detect(cfg: Config, args, images: List[str]) -> List[str]:
     from mmdet.apis import inference_detector, init_detector
     from mmdet.registry import VISUALIZERS
@@ -61,14 +75,8 @@ def detect(cfg: Config, args, images: List[str]) -> List[str]:
     written = []
     for path in images:
         result = inference_detector(model, path)
-        out_file = osp.join(args.out_dir, osp.basename(path))
-        visualizer.add_datasample(
-            osp.basename(path),
-            mmcv.imread(path, channel_order='rgb'),
-            data_sample=result,
-            draw_gt=False,
-            pred_score_thr=args.score_thr,
-            out_file=out_file)
+        out_file = draw(visualizer, path, result, args.out_dir,
+                        pred_score_thr=args.score_thr)
         n = int((result.pred_instances.scores >= args.score_thr).sum())
         print(f'{path}: {n} detections >= {args.score_thr} -> {out_file}')
         written.append(out_file)
@@ -90,13 +98,7 @@ def segment(cfg: Config, args, images: List[str]) -> List[str]:
     written = []
     for path in images:
         result = inference_model(model, path)
-        out_file = osp.join(args.out_dir, osp.basename(path))
-        visualizer.add_datasample(
-            osp.basename(path),
-            mmcv.imread(path, channel_order='rgb'),
-            data_sample=result,
-            draw_gt=False,
-            out_file=out_file)
+        out_file = draw(visualizer, path, result, args.out_dir)
         labels = result.pred_sem_seg.data.cpu().numpy().ravel()
         counts = np.bincount(labels, minlength=len(classes))
         top = [f'{classes[i].strip()} {counts[i] / labels.size:.0%}'
