@@ -21,6 +21,7 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.utils import _pair
 
 from .convert import load_pretrained
 
@@ -28,6 +29,13 @@ from .convert import load_pretrained
 # resolution) and resized to the actual attention shape at run time.
 BIAS_IMAGE_SIZE = 224
 STEM_STRIDE = 4
+
+
+def _eager() -> bool:
+    """Neither traced (torch.jit.trace, e.g. by the FLOPs counter) nor
+    compiled: our autograd Functions and the bias cache are for eager mode;
+    traced or compiled code takes the plain ops."""
+    return not (torch.jit.is_tracing() or torch.compiler.is_compiling())
 
 
 def conv_bn(in_channels: int, out_channels: int, kernel_size: int,
@@ -41,22 +49,95 @@ def conv_bn(in_channels: int, out_channels: int, kernel_size: int,
             bn=build_norm_layer(norm_cfg, out_channels)[1]))
 
 
-def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor],
-                     stride: int = 1, padding: int = 0) -> Tensor:
-    """Depthwise convolution (one filter per channel), returned in NCHW.
+def _depthwise_weight_grad(x: Tensor, grad: Tensor, kernel: Tuple[int, int],
+                           stride: Tuple[int, int],
+                           padding: Tuple[int, int]) -> Tensor:
+    """Weight gradient of a depthwise conv as a depthwise conv of the padded
+    input with the output gradient as kernel (dilation = stride).
 
-    When training on CPU, kernels larger than 1x1 run in the channels-last
-    layout: there oneDNN's depthwise forward + backward is up to 2-3x faster
-    than in NCHW for 5x5 and 7x7 kernels (torch 2.13, the backbone's shapes),
-    which outweighs the two layout copies (a TransXNet-T training step at
-    2x512x512 on 2 threads: 2.5 s -> 2.1 s). Without gradients, for 1x1
-    kernels and on other devices NCHW is as fast or faster (measured), so
-    those run as they are.
+    Samples and blocks of ``rows`` output rows are folded into the channels
+    and the partial kernels summed, so that each float32 sum spans ~2K
+    products, not the whole map: summed at once its rounding error was ~3x
+    PyTorch's (3e-6 vs 8e-7 relative at 2x48x128x128, 7x7), in blocks it is
+    ~1e-6. This matters beyond the weight: IDConv's kernels are computed
+    from the input, so their gradient flows on into the network.
+    """
+    (B, C, _, _), (Ho, Wo), (K1, K2) = x.shape, grad.shape[2:], kernel
+    s1, (p1, p2) = stride[0], padding
+    rows = max(1, 2048 // Wo)
+    n = -(-Ho // rows)
+    extra = n * rows - Ho
+    grad = F.pad(grad, (0, 0, 0, extra))
+    xp = F.pad(x, (p2, p2, p1, p1 + extra * s1))
+    win = (rows - 1) * s1 + K1
+    xp = xp.unfold(2, win, rows * s1).permute(1, 0, 2, 4, 3)
+    out = F.conv2d(
+        xp.reshape(1, C * B * n, win, xp.shape[-1]),
+        grad.reshape(B, C, n, rows, Wo).transpose(0, 1).reshape(
+            C * B * n, 1, rows, Wo),
+        dilation=stride, groups=C * B * n)
+    return out[0, :, :, :K2].reshape(C, B * n, K1, K2).sum(1, keepdim=True)
+
+
+class DepthwiseConv2dCPU(torch.autograd.Function):
+    """Depthwise convolution whose weight gradient is one more convolution.
+
+    oneDNN's CPU depthwise backward takes 10-25x its forward for 5x5 and 7x7
+    kernels (torch 2.13, the backbone's shapes), nearly all of it in the
+    weight gradient. That gradient, ``sum over b, y, x of
+    grad[b, c, y, x] * x_pad[b, c, s*y + i, s*x + j]``, is itself a
+    depthwise convolution: of the padded input, with the output gradient as
+    the kernel (dilation = stride) and the batch folded into the channels,
+    which runs 4-12x faster. The input gradient stays PyTorch's own.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor],
+                stride: Tuple[int, int], padding: Tuple[int, int]) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.stride, ctx.padding = stride, padding
+        return F.conv2d(x, weight, bias, stride, padding, 1, x.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple:
+        x, weight = ctx.saved_tensors
+        (B, C, _, _), (K1, K2) = x.shape, weight.shape[2:]
+        stride, padding = ctx.stride, ctx.padding
+        grad = grad.contiguous()
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.convolution_backward(
+                grad, x, weight, None, stride, padding, (1, 1), False, (0, 0),
+                C, (True, False, False))[0]
+        if ctx.needs_input_grad[1]:
+            grad_w = _depthwise_weight_grad(x, grad, (K1, K2), stride,
+                                            padding)
+        if ctx.needs_input_grad[2]:
+            grad_b = grad.sum((0, 2, 3))
+        return grad_x, grad_w, grad_b, None, None
+
+
+def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor],
+                     stride: Union[int, Tuple[int, int]] = 1,
+                     padding: Union[int, Tuple[int, int]] = 0) -> Tensor:
+    """Depthwise convolution (one filter per channel), NCHW in and out.
+
+    Training on CPU (torch 2.13, the backbone's shapes, 2 threads): 5x5 and
+    7x7 kernels of stride 1 take :class:`DepthwiseConv2dCPU` (forward +
+    backward 1.4-3x faster than the best oneDNN layout); other kernels
+    larger than 1x1 run in the channels-last layout, where oneDNN's backward
+    is up to 2x faster than in NCHW, which outweighs the two layout copies.
+    Without gradients, for 1x1 kernels and on other devices PyTorch's
+    convolution runs as it is (as fast or faster, measured).
     """
     groups = x.shape[1]
     if (x.device.type == 'cpu' and weight.shape[-1] > 1
             and torch.is_grad_enabled()
             and (x.requires_grad or weight.requires_grad)):
+        stride, padding = _pair(stride), _pair(padding)
+        if (stride == (1, 1) and min(weight.shape[2:]) >= 5
+                and _eager()):
+            return DepthwiseConv2dCPU.apply(x, weight, bias, stride, padding)
         x = x.contiguous(memory_format=torch.channels_last)
         return F.conv2d(x, weight, bias, stride, padding, 1,
                         groups).contiguous()
@@ -191,10 +272,16 @@ class OSRA(nn.Module):
                    for t in (self.q(x), k, v))
         if torch.is_grad_enabled() and x.device.type == 'cpu':
             # Backward on CPU: SDPA would take its math path, which stores
-            # the same (N x M) matrix and adds mask checks; written out (in
-            # the authors' order of operations) it is ~3% faster per step.
-            attn = (q @ k.transpose(-1, -2)) * self.scale + pos_bias
-            x = attn.softmax(dim=-1) @ v
+            # the same (N x M) matrix and adds mask checks. Written out, with
+            # the scale and the bias folded into the product (baddbmm: one
+            # pass over the N x M logits instead of three), a TransXNet-T
+            # training step at 2x512x512 is ~4% faster.
+            N, M = pos_bias.shape[2:]
+            attn = torch.baddbmm(
+                pos_bias.expand(B, h, N, M).reshape(B * h, N, M),
+                q.reshape(B * h, N, -1), k.reshape(B * h, M, -1).mT,
+                alpha=self.scale)
+            x = attn.softmax(dim=-1).view(B, h, N, M) @ v
         else:
             # softmax(q k^T * scale + bias) v, fused: the (N x M) attention
             # matrix is never stored (the authors' explicit product is in
@@ -310,6 +397,56 @@ class Block(nn.Module):
         return self._forward(x, pos_bias)
 
 
+class BicubicResize(torch.autograd.Function):
+    """``F.interpolate(bias, size, mode='bicubic')`` of the (1, heads, N, M)
+    position bias, with a fast backward.
+
+    The forward is PyTorch's own resize (bit-exact with the authors). Its CPU
+    backward scatters every output gradient into 4x4 inputs one by one (111
+    of 2060 ms in a TransXNet-T training step at 2x512x512). The resize is
+    linear and separable, ``out = R_N bias R_M^T`` with R_N holding 4 taps
+    per row, so the gradient ``R_N^T grad R_M`` is one small matrix product
+    and four ``index_add`` (about 10x faster). R_M and the taps' weights are
+    read from ``F.interpolate`` itself, on probe inputs, so they are the
+    forward's float32 weights.
+    """
+
+    @staticmethod
+    def forward(ctx, bias: Tensor, size: Tuple[int, int]) -> Tensor:
+        ctx.in_size = tuple(bias.shape[2:])
+        return F.interpolate(bias, size=size, mode='bicubic',
+                             align_corners=False)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tuple[Tensor, None]:
+        (N, M), (N2, M2) = ctx.in_size, tuple(grad.shape[2:])
+        like = dict(device=grad.device, dtype=grad.dtype)
+        # Along keys: the columns of the resized identity are the rows of R_M.
+        eye = torch.eye(M, **like)[None, None]
+        r_m = F.interpolate(eye, size=(M, M2), mode='bicubic',
+                            align_corners=False)[0, 0]  # (M, M2)
+        grad = grad @ r_m.T  # (1, heads, N2, M)
+        # Along queries: output row n reads rows base..base+3 (clamped), one
+        # of each residue mod 4, so probe c (ones on rows = c mod 4) gives the
+        # weight of the tap of residue c. The first tap is computed as
+        # PyTorch does, in float32; where rounding could move it (source
+        # position within float eps of an integer) the misplaced tap's
+        # weight is ~0, so the error stays at rounding level.
+        rows = torch.arange(N, device=grad.device)
+        probes = (rows % 4 == torch.arange(4, device=grad.device)[:, None])
+        weights = F.interpolate(probes.to(grad.dtype)[None, :, :, None],
+                                size=(N2, 1), mode='bicubic',
+                                align_corners=False)[0, :, :, 0]  # (4, N2)
+        src = (torch.arange(N2, device=grad.device, dtype=torch.float32) +
+               0.5) * (N / N2) - 0.5
+        base = src.floor().long().clamp(max=N - 1) - 1
+        out = grad.new_zeros(grad.shape[:2] + (N, M))
+        for c in range(4):
+            index = (base + (c - base) % 4).clamp(0, N - 1)
+            out.index_add_(2, index, grad * weights[c][:, None])
+        return out, None
+
+
 class TransXNetStage(nn.Module):
     """A stage's blocks and the one relative position bias they share.
 
@@ -341,17 +478,22 @@ class TransXNetStage(nn.Module):
     def pos_bias(self, H: int, W: int) -> Tensor:
         bias = self.relative_pos_bias
         size = self.attention_shape(H, W)
+        needs_grad = torch.is_grad_enabled() and bias.requires_grad
         if tuple(bias.shape[2:]) == size:
-            return bias
-        cacheable = not (torch.is_grad_enabled() and bias.requires_grad) \
-            and not torch.compiler.is_compiling()
+            # Detached when no gradient is needed: CPU SDPA takes its slow
+            # math path for any mask that requires grad (5x at 8x224x224).
+            return bias if needs_grad else bias.detach()
+        cacheable = not needs_grad and _eager()
         if cacheable:
             key = (size, bias.device, bias.dtype, bias.data_ptr(),
                    bias._version)
             if self._bias_cache is not None and self._bias_cache[0] == key:
                 return self._bias_cache[1]
-        resized = F.interpolate(bias, size=size, mode='bicubic',
-                                align_corners=False)
+        if needs_grad and _eager():
+            resized = BicubicResize.apply(bias, size)
+        else:
+            resized = F.interpolate(bias, size=size, mode='bicubic',
+                                    align_corners=False)
         self._bias_cache = (key, resized) if cacheable else None
         return resized
 
