@@ -123,10 +123,12 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor],
     """Depthwise convolution (one filter per channel), NCHW in and out.
 
     Training on CPU (torch 2.13, the backbone's shapes, 2 threads): 5x5 and
-    7x7 kernels of stride 1 take :class:`DepthwiseConv2dCPU` (forward +
-    backward 1.4-3x faster than the best oneDNN layout); other kernels
-    larger than 1x1 run in the channels-last layout, where oneDNN's backward
-    is up to 2x faster than in NCHW, which outweighs the two layout copies.
+    7x7 kernels of stride 1 on maps of 28x28 and more take
+    :class:`DepthwiseConv2dCPU` (forward + backward 1.2-3x faster than the
+    best oneDNN layout; on 14x14 and 7x7 maps its large-kernel convolution
+    is 7-20x slower); other kernels larger than 1x1 run in the channels-last
+    layout, where oneDNN's backward is up to 2x faster than in NCHW, which
+    outweighs the two layout copies.
     Without gradients, for 1x1 kernels and on other devices PyTorch's
     convolution runs as it is (as fast or faster, measured).
     """
@@ -136,7 +138,7 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor],
             and (x.requires_grad or weight.requires_grad)):
         stride, padding = _pair(stride), _pair(padding)
         if (stride == (1, 1) and min(weight.shape[2:]) >= 5
-                and _eager()):
+                and x.shape[2] * x.shape[3] >= 28 * 28 and _eager()):
             return DepthwiseConv2dCPU.apply(x, weight, bias, stride, padding)
         x = x.contiguous(memory_format=torch.channels_last)
         return F.conv2d(x, weight, bias, stride, padding, 1,
