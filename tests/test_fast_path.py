@@ -163,7 +163,7 @@ def test_depthwise_conv_gradients(batch, kernel, size):
     ref = [t.clone().requires_grad_() for t in (x, w, b)]
     F.conv2d(*ref, 1, kernel // 2, 1, 6).backward(grad)
     ours = [t.float().requires_grad_() for t in (x, w, b)]
-    DepthwiseConv2dCPU.apply(*ours, (1, 1), (kernel // 2,) * 2).backward(
+    DepthwiseConv2dCPU.apply(*ours, (kernel // 2,) * 2).backward(
         grad.float())
     for o, r in zip(ours, ref):
         assert rel_err(o.grad.double(), r.grad) < 1e-5

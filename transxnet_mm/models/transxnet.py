@@ -38,6 +38,12 @@ def _eager() -> bool:
     return not (torch.jit.is_tracing() or torch.compiler.is_compiling())
 
 
+def _bicubic(x: Tensor, size: Tuple[int, int]) -> Tensor:
+    """The authors' resize of the position bias (bicubic, align_corners
+    False)."""
+    return F.interpolate(x, size=size, mode='bicubic', align_corners=False)
+
+
 def conv_bn(in_channels: int, out_channels: int, kernel_size: int,
             stride: int, norm_cfg: dict) -> nn.Sequential:
     """Bias-free convolution followed by BatchNorm: the stem and the
@@ -50,10 +56,9 @@ def conv_bn(in_channels: int, out_channels: int, kernel_size: int,
 
 
 def _depthwise_weight_grad(x: Tensor, grad: Tensor, kernel: Tuple[int, int],
-                           stride: Tuple[int, int],
                            padding: Tuple[int, int]) -> Tensor:
-    """Weight gradient of a depthwise conv as a depthwise conv of the padded
-    input with the output gradient as kernel (dilation = stride).
+    """Weight gradient of a stride-1 depthwise conv as a depthwise conv of
+    the padded input with the output gradient as kernel.
 
     Samples and blocks of ``rows`` output rows are folded into the channels
     and the partial kernels summed, so that each float32 sum spans ~2K
@@ -63,58 +68,57 @@ def _depthwise_weight_grad(x: Tensor, grad: Tensor, kernel: Tuple[int, int],
     from the input, so their gradient flows on into the network.
     """
     (B, C, _, _), (Ho, Wo), (K1, K2) = x.shape, grad.shape[2:], kernel
-    s1, (p1, p2) = stride[0], padding
+    p1, p2 = padding
     rows = max(1, 2048 // Wo)
     n = -(-Ho // rows)
     extra = n * rows - Ho
     grad = F.pad(grad, (0, 0, 0, extra))
-    xp = F.pad(x, (p2, p2, p1, p1 + extra * s1))
-    win = (rows - 1) * s1 + K1
-    xp = xp.unfold(2, win, rows * s1).permute(1, 0, 2, 4, 3)
+    xp = F.pad(x, (p2, p2, p1, p1 + extra))
+    win = rows + K1 - 1
+    xp = xp.unfold(2, win, rows).permute(1, 0, 2, 4, 3)
     out = F.conv2d(
         xp.reshape(1, C * B * n, win, xp.shape[-1]),
         grad.reshape(B, C, n, rows, Wo).transpose(0, 1).reshape(
             C * B * n, 1, rows, Wo),
-        dilation=stride, groups=C * B * n)
+        groups=C * B * n)
     return out[0, :, :, :K2].reshape(C, B * n, K1, K2).sum(1, keepdim=True)
 
 
 class DepthwiseConv2dCPU(torch.autograd.Function):
-    """Depthwise convolution whose weight gradient is one more convolution.
+    """Stride-1 depthwise convolution whose weight gradient is one more
+    convolution.
 
     oneDNN's CPU depthwise backward takes 10-25x its forward for 5x5 and 7x7
     kernels (torch 2.13, the backbone's shapes), nearly all of it in the
     weight gradient. That gradient, ``sum over b, y, x of
-    grad[b, c, y, x] * x_pad[b, c, s*y + i, s*x + j]``, is itself a
-    depthwise convolution: of the padded input, with the output gradient as
-    the kernel (dilation = stride) and the batch folded into the channels,
+    grad[b, c, y, x] * x_pad[b, c, y + i, x + j]``, is itself a depthwise
+    convolution: of the padded input, with the output gradient as the kernel
+    and the batch folded into the channels,
     which runs 4-12x faster. The input gradient stays PyTorch's own.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor],
-                stride: Tuple[int, int], padding: Tuple[int, int]) -> Tensor:
+                padding: Tuple[int, int]) -> Tensor:
         ctx.save_for_backward(x, weight)
-        ctx.stride, ctx.padding = stride, padding
-        return F.conv2d(x, weight, bias, stride, padding, 1, x.shape[1])
+        ctx.padding = padding
+        return F.conv2d(x, weight, bias, 1, padding, 1, x.shape[1])
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple:
         x, weight = ctx.saved_tensors
-        (B, C, _, _), (K1, K2) = x.shape, weight.shape[2:]
-        stride, padding = ctx.stride, ctx.padding
         grad = grad.contiguous()
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
             grad_x = torch.ops.aten.convolution_backward(
-                grad, x, weight, None, stride, padding, (1, 1), False, (0, 0),
-                C, (True, False, False))[0]
+                grad, x, weight, None, (1, 1), ctx.padding, (1, 1), False,
+                (0, 0), x.shape[1], (True, False, False))[0]
         if ctx.needs_input_grad[1]:
-            grad_w = _depthwise_weight_grad(x, grad, (K1, K2), stride,
-                                            padding)
+            grad_w = _depthwise_weight_grad(x, grad, weight.shape[2:],
+                                            ctx.padding)
         if ctx.needs_input_grad[2]:
             grad_b = grad.sum((0, 2, 3))
-        return grad_x, grad_w, grad_b, None, None
+        return grad_x, grad_w, grad_b, None
 
 
 def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor],
@@ -139,7 +143,7 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor],
         stride, padding = _pair(stride), _pair(padding)
         if (stride == (1, 1) and min(weight.shape[2:]) >= 5
                 and x.shape[2] * x.shape[3] >= 28 * 28 and _eager()):
-            return DepthwiseConv2dCPU.apply(x, weight, bias, stride, padding)
+            return DepthwiseConv2dCPU.apply(x, weight, bias, padding)
         x = x.contiguous(memory_format=torch.channels_last)
         return F.conv2d(x, weight, bias, stride, padding, 1,
                         groups).contiguous()
@@ -424,8 +428,7 @@ class BicubicResize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, bias: Tensor, size: Tuple[int, int]) -> Tensor:
         ctx.in_size = tuple(bias.shape[2:])
-        return F.interpolate(bias, size=size, mode='bicubic',
-                             align_corners=False)
+        return _bicubic(bias, size)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tuple[Tensor, None]:
@@ -433,8 +436,7 @@ class BicubicResize(torch.autograd.Function):
         like = dict(device=grad.device, dtype=grad.dtype)
         # Along keys: the columns of the resized identity are the rows of R_M.
         eye = torch.eye(M, **like)[None, None]
-        r_m = F.interpolate(eye, size=(M, M2), mode='bicubic',
-                            align_corners=False)[0, 0]  # (M, M2)
+        r_m = _bicubic(eye, (M, M2))[0, 0]  # (M, M2)
         grad = grad @ r_m.T  # (1, heads, N2, M)
         # Along queries: output row n reads rows base..base+3 (clamped), one
         # of each residue mod 4, so probe c (ones on rows = c mod 4) gives the
@@ -444,9 +446,8 @@ class BicubicResize(torch.autograd.Function):
         # weight is ~0, so the error stays at rounding level.
         rows = torch.arange(N, device=grad.device)
         probes = (rows % 4 == torch.arange(4, device=grad.device)[:, None])
-        weights = F.interpolate(probes.to(grad.dtype)[None, :, :, None],
-                                size=(N2, 1), mode='bicubic',
-                                align_corners=False)[0, :, :, 0]  # (4, N2)
+        weights = _bicubic(probes.to(grad.dtype)[None, :, :, None],
+                           (N2, 1))[0, :, :, 0]  # (4, N2)
         src = (torch.arange(N2, device=grad.device, dtype=torch.float32) +
                0.5) * (N / N2) - 0.5
         base = src.floor().long().clamp(max=N - 1) - 1
@@ -499,11 +500,8 @@ class TransXNetStage(nn.Module):
                    bias._version)
             if self._bias_cache is not None and self._bias_cache[0] == key:
                 return self._bias_cache[1]
-        if needs_grad and _eager():
-            resized = BicubicResize.apply(bias, size)
-        else:
-            resized = F.interpolate(bias, size=size, mode='bicubic',
-                                    align_corners=False)
+        resized = BicubicResize.apply(bias, size) if _eager() else \
+            _bicubic(bias, size)
         self._bias_cache = (key, resized) if cacheable else None
         return resized
 
