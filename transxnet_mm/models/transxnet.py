@@ -340,7 +340,8 @@ class MultiScaleDWConv(nn.Module):
             for c, k in zip(self.splits, kernels))
 
     def forward(self, x: Tensor, residual: bool = False) -> Tensor:
-        """The convs' outputs concatenated, plus ``x`` if ``residual``."""
+        """The convs' outputs concatenated, plus ``x`` if ``residual`` (then,
+        without gradients, written into ``x`` itself)."""
         parts = x.split(self.splits, dim=1)
         if residual and not torch.is_grad_enabled():
             # Inference: each group's sum written over its input slice once
