@@ -1,5 +1,6 @@
-"""The fast default path (fused attention, per-stage bias resize and cache)
-against the authors' step-by-step computation: outputs and gradients."""
+"""The fast default path (fused attention, per-stage bias resize and cache,
+in-place inference) against the authors' step-by-step computation: outputs and
+gradients."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,7 +8,8 @@ import torch.nn.functional as F
 from transxnet_mm import TransXNet
 from transxnet_mm.models.convert import convert_official, to_official
 from transxnet_mm.models.reference import reference_forward
-from transxnet_mm.models.transxnet import BicubicResize, DepthwiseConv2dCPU
+from transxnet_mm.models.transxnet import (BicubicResize, DepthwiseConv2dCPU,
+                                          MultiScaleDWConv)
 
 
 def rel_err(a, b) -> float:
@@ -20,11 +22,16 @@ def load(arch, sd, train=False):
     return model.train(train)
 
 
-@pytest.mark.parametrize('shape', [(8, 224, 224), (2, 512, 512),
-                                   (1, 800, 1216), (1, 97, 131)])
-def test_outputs_match_reference_at_benchmarked_sizes(shape, official_sd):
-    sd = official_sd('t')
-    model = load('t', sd)
+@pytest.mark.parametrize('arch,shape', [('t', (8, 224, 224)),
+                                        ('t', (2, 512, 512)),
+                                        ('t', (1, 800, 1216)),
+                                        ('t', (1, 97, 131)),
+                                        ('s', (1, 97, 131)),
+                                        ('b', (2, 64, 96))])
+def test_outputs_match_reference_at_benchmarked_sizes(arch, shape,
+                                                      official_sd):
+    sd = official_sd(arch)
+    model = load(arch, sd)
     x = torch.randn(shape[0], 3, *shape[1:],
                     generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -101,6 +108,33 @@ def test_gradients_match_reference(arch, shape, official_sd):
     overall = [max(err(grads[k], ref64[k], scale) for k in ref64)
                for grads in (ours, ref32)]
     assert overall[0] <= 1.5 * overall[1] + 1e-6, overall
+
+
+def test_inference_leaves_inputs_and_matches_autograd_path(official_sd):
+    """Without gradients the blocks write into their own intermediate maps:
+    no module but MultiScaleDWConv (by design) changes a tensor it is
+    given, and the result is the one of the plain (autograd-ready) path, to
+    float32 rounding."""
+    model = load('t', official_sd('t'))
+    x = torch.randn(2, 3, 70, 90, generator=torch.Generator().manual_seed(0))
+    given = {}
+
+    def keep(module, args):
+        given[module] = [a.clone() for a in args if torch.is_tensor(a)]
+
+    def check(module, args, out):
+        now = [a for a in args if torch.is_tensor(a)]
+        assert all(map(torch.equal, now, given.pop(module))), module
+
+    for m in model.modules():
+        if not isinstance(m, MultiScaleDWConv):
+            m.register_forward_pre_hook(keep)
+            m.register_forward_hook(check)
+    with torch.no_grad():
+        fast = model(x)
+    assert not given  # every hook ran
+    for a, b in zip(fast, model(x)):  # gradients enabled: no shortcuts
+        assert rel_err(a, b.detach()) < 1e-5
 
 
 def test_bias_cache_is_used_and_invalidated():
