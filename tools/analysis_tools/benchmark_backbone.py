@@ -4,18 +4,18 @@ in every block, explicit softmax attention), same weights, same run.
 
     python tools/analysis_tools/benchmark_backbone.py [--archs t s b]
         [--sizes 224x224x8 512x512x2 800x1216x1] [--modes eval train]
-        [--runs 5] [--warmup 1] [--threads 2] [--device cpu|cuda]
+        [--runs 5] [--warmup 2] [--threads 2] [--device cpu|cuda]
 
 eval = forward without gradients (model.eval()); train = forward + backward
 of a training step (train mode, batch statistics; no optimizer step) with at
 least 2 images: IDConv's BatchNorm sees one value per channel and sample, so
 the authors' model cannot take a training step on a single image. Each
 cell runs in a fresh subprocess; it prints the median latency over ``--runs``
-runs after ``--warmup`` runs, images/s, and the peak tensor memory the first
-step allocates above what was allocated before it (weights and input
-excluded; the default path's cached bias included). CPU: from the PyTorch
-profiler's memory events of that step (RSS would mostly measure malloc's
-fragmentation); GPU: torch.cuda.max_memory_allocated.
+runs after ``--warmup`` runs, images/s, and the peak tensor memory of the
+first two steps above what was allocated before them (weights and input
+excluded; anything a step keeps for the next one, such as a cache, counts).
+CPU: from the PyTorch profiler's memory events of those steps (RSS would
+mostly measure malloc's fragmentation); GPU: torch.cuda.max_memory_allocated.
 """
 import argparse
 import json
@@ -44,23 +44,29 @@ def parse_args():
     parser.add_argument('--impls', nargs='+', default=['reference', 'default'],
                         choices=['reference', 'default'])
     parser.add_argument('--runs', type=int, default=5)
-    parser.add_argument('--warmup', type=int, default=1,
-                        help='warm-up steps (at least 1: the first step '
-                        'measures the memory)')
+    parser.add_argument('--warmup', type=int, default=2,
+                        help='warm-up steps (at least 2: the first two '
+                        'measure the memory)')
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--device', default='cuda' if
                         torch.cuda.is_available() else 'cpu')
     parser.add_argument('--worker', nargs=6, help=argparse.SUPPRESS)
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.warmup < 2:
+        parser.error('--warmup must be at least 2: the first two steps '
+                     'measure the memory')
+    return args
 
 
-def cpu_peak_bytes(step) -> int:
-    """Peak of the running sum of tensor allocations (+) and frees (-) during
-    ``step``, from the profiler's op and memory events in time order."""
+def cpu_peak_bytes(step, steps: int = 2) -> int:
+    """Peak of the running sum of tensor allocations (+) and frees (-) over
+    ``steps`` calls of ``step``, from the profiler's op and memory events in
+    time order: what one step leaves allocated counts in the next."""
     with torch.profiler.profile(
             activities=[torch.profiler.ProfilerActivity.CPU],
             profile_memory=True) as prof:
-        step()
+        for _ in range(steps):
+            step()
     current = peak = 0
     for event in sorted(prof.events(), key=lambda e: e.time_range.start):
         current += event.self_cpu_memory_usage
@@ -108,10 +114,11 @@ def run_cell(arch, h, w, batch, mode, impl, runs, warmup, device) -> dict:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
         step()
+        step()
         peak = torch.cuda.max_memory_allocated() - base
     else:
         peak = cpu_peak_bytes(step)
-    for _ in range(warmup - 1):
+    for _ in range(warmup - 2):
         step()
     sync()
     times = []
