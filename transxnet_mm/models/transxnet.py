@@ -188,23 +188,9 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor],
     return F.conv2d(x, weight, bias, stride, padding, 1, groups)
 
 
-def pointwise_conv2d(x: Tensor, weight: Tensor,
-                     bias: Optional[Tensor]) -> Tensor:
-    """1x1 convolution; on CPU without gradients, one matrix product per
-    sample.
-
-    For NCHW maps oneDNN reorders the input to its blocked layout and the
-    output back around every 1x1 convolution; ``weight (Co, Ci) @ x[b]
-    (Ci, H*W)`` reads the map as it is and is 1.3-4x faster (torch 2.13,
-    2 threads, e.g. 384 -> 64 channels on 200x304: 35 -> 11 ms); TransXNet-S
-    at 800x1216 runs 1.2x faster. With gradients the products measured
-    faster op by op but not in a whole training step (everything else got
-    slower), so training keeps PyTorch's convolution.
-    """
-    if (x.device.type != 'cpu' or not _eager() or
-            (torch.is_grad_enabled() and
-             (x.requires_grad or weight.requires_grad))):
-        return F.conv2d(x, weight, bias)
+def _pointwise_forward(x: Tensor, weight: Tensor,
+                       bias: Optional[Tensor]) -> Tensor:
+    """``weight (Co, Ci) @ x[b] (Ci, H*W)`` (+ bias) for each sample b."""
     (B, C), Co = x.shape[:2], weight.shape[0]
     x3, w = x.reshape(B, C, -1), weight.reshape(Co, C)
     out = x.new_empty(B, Co, x3.shape[2])
@@ -214,6 +200,62 @@ def pointwise_conv2d(x: Tensor, weight: Tensor,
         else:
             torch.addmm(bias.view(Co, 1), w, x3[i], out=out[i])
     return out.view(B, Co, *x.shape[2:])
+
+
+class PointwiseConv2dCPU(torch.autograd.Function):
+    """1x1 convolution as matrix products per sample, forward and backward.
+
+    For NCHW maps oneDNN reorders the input to its blocked layout and the
+    output back around every 1x1 convolution; ``weight (Co, Ci) @ x[b]
+    (Ci, H*W)`` reads the map as it is (torch 2.13, 2 threads: 384 -> 64
+    channels on 200x304, 35 -> 11 ms forward; 2x384x128x128, forward and
+    backward 72 -> 34 ms). The backward is two products per sample and, for
+    the bias, a sum (closer to float64 than oneDNN's: 1e-7 vs 4e-6).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor,
+                bias: Optional[Tensor]) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return _pointwise_forward(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple:
+        x, weight = ctx.saved_tensors
+        (B, C), Co = x.shape[:2], weight.shape[0]
+        x3, w = x.reshape(B, C, -1), weight.reshape(Co, C)
+        grad = grad.reshape(B, Co, -1)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = x3.new_empty(B, C, x3.shape[2])
+            for i in range(B):
+                torch.mm(w.T, grad[i], out=grad_x[i])
+            grad_x = grad_x.view_as(x)
+        if ctx.needs_input_grad[1]:
+            grad_w = grad[0] @ x3[0].T
+            for i in range(1, B):
+                grad_w.addmm_(grad[i], x3[i].T)
+            grad_w = grad_w.view_as(weight)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum((0, 2))
+        return grad_x, grad_w, grad_b
+
+
+def pointwise_conv2d(x: Tensor, weight: Tensor,
+                     bias: Optional[Tensor]) -> Tensor:
+    """1x1 convolution: on CPU in eager mode :class:`PointwiseConv2dCPU`
+    (TransXNet-S, 2 threads: inference at 800x1216 1.1-1.2x faster; a
+    training step at 2x512x512 4% faster, 3.72 -> 3.57 s, measured with
+    glibc keeping freed memory: with its defaults the gain is below this
+    VM's noise), elsewhere PyTorch's convolution."""
+    if x.device.type != 'cpu' or not _eager():
+        return F.conv2d(x, weight, bias)
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                    or (bias is not None
+                                        and bias.requires_grad)):
+        return PointwiseConv2dCPU.apply(x, weight, bias)
+    return _pointwise_forward(x, weight, bias)
 
 
 class Conv1x1(nn.Conv2d):
