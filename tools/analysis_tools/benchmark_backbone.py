@@ -5,6 +5,7 @@ in every block, explicit softmax attention), same weights, same run.
     python tools/analysis_tools/benchmark_backbone.py [--archs t s b]
         [--sizes 224x224x8 512x512x2 800x1216x1] [--modes eval train]
         [--runs 5] [--warmup 2] [--threads 2] [--device cpu|cuda]
+        [--keep-freed-memory]
 
 eval = forward without gradients (model.eval()); train = forward + backward
 of a training step (train mode, batch statistics; no optimizer step) with at
@@ -16,6 +17,12 @@ first two steps above what was allocated before them (weights and input
 excluded; anything a step keeps for the next one, such as a cache, counts).
 CPU: from the PyTorch profiler's memory events of those steps (RSS would
 mostly measure malloc's fragmentation); GPU: torch.cuda.max_memory_allocated.
+
+On CPU glibc hands every block over 32 MB back to the kernel when it is
+freed, so each new map of that size page-faults again: a large share of a
+step, and the most variable one on a shared machine. ``--keep-freed-memory``
+runs both columns with glibc keeping freed memory (the environment variables
+MALLOC_MMAP_MAX_=0 and MALLOC_TRIM_THRESHOLD_), which users can set too.
 """
 import argparse
 import json
@@ -50,6 +57,10 @@ def parse_args():
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--device', default='cuda' if
                         torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--keep-freed-memory', action='store_true',
+                        help='run the cells with glibc keeping freed memory '
+                        '(MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_ large): '
+                        'fewer page faults, steadier and faster on CPU')
     parser.add_argument('--worker', nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.warmup < 2:
@@ -155,13 +166,16 @@ def main():
         return
     print(f'TransXNet backbone benchmark: {machine(args.device, args.threads)}'
           f'; torch {torch.__version__}; median of {args.runs} runs after '
-          f'{args.warmup} warm-up')
+          f'{args.warmup} warm-up' + ('; glibc keeping freed memory'
+                                      if args.keep_freed_memory else ''))
     header = ('| arch | input | mode | reference ms | default ms | speed-up '
               '| default img/s | reference peak MB | default peak MB | '
               'memory ratio |')
     print(header + '\n' + '|---' * 10 + '|', flush=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
                MKL_NUM_THREADS=str(args.threads))
+    if args.keep_freed_memory:
+        env.update(MALLOC_MMAP_MAX_='0', MALLOC_TRIM_THRESHOLD_=str(2**40))
     for arch in args.archs:
         for size in args.sizes:
             h, w, size_batch = size.split('x')
