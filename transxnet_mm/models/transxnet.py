@@ -248,8 +248,9 @@ def pointwise_conv2d(x: Tensor, weight: Tensor,
     (TransXNet-S, 2 threads: inference at 800x1216 1.1-1.2x faster; a
     training step at 2x512x512 4% faster, 3.72 -> 3.57 s, measured with
     glibc keeping freed memory: with its defaults the gain is below this
-    VM's noise), elsewhere PyTorch's convolution."""
-    if x.device.type != 'cpu' or not _eager():
+    VM's noise), elsewhere (and under autocast) PyTorch's convolution."""
+    if (x.device.type != 'cpu' or not _eager()
+            or torch.is_autocast_enabled('cpu')):
         return F.conv2d(x, weight, bias)
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                     or (bias is not None
