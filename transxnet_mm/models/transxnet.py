@@ -540,6 +540,13 @@ class Block(nn.Module):
         return self._forward(x, pos_bias)
 
 
+def _key_matrix(M: int, M2: int, like: Tensor) -> Tensor:
+    """R_M^T (M, M2) of PyTorch's bicubic resize of M columns to M2: the
+    rows of the resized identity (its float32 weights)."""
+    eye = torch.eye(M, device=like.device, dtype=like.dtype)[None, None]
+    return _bicubic(eye, (M, M2))[0, 0]
+
+
 def _query_taps(N: int, N2: int, like: Tensor) -> Tuple[Tensor, Tensor]:
     """Source rows (4, N2) and their float32 weights (4, N2) of PyTorch's
     bicubic resize of N rows to N2 (align_corners False).
@@ -568,8 +575,8 @@ def resize_bias(bias: Tensor, size: Tuple[int, int],
     """``F.interpolate(bias, size, mode='bicubic')`` of a (1, heads, N, M)
     position bias, computed separably.
 
-    Along keys (M -> M2) a product with R_M^T, read from resizing the
-    identity; then along queries banded matrix products: each block of
+    Along keys (M -> M2) a product with R_M^T (:func:`_key_matrix`); then
+    along queries banded matrix products: each block of
     ``block`` output rows reads the few (~block * N / N2 + 4) source rows its
     taps touch.
     The result is PyTorch's to float32 rounding (the same taps and weights,
@@ -579,8 +586,7 @@ def resize_bias(bias: Tensor, size: Tuple[int, int],
     """
     (N, M), (N2, M2) = bias.shape[2:], size
     if M2 != M:
-        eye = torch.eye(M, device=bias.device, dtype=bias.dtype)[None, None]
-        bias = bias @ _bicubic(eye, (M, M2))[0, 0]
+        bias = bias @ _key_matrix(M, M2, bias)
     if N2 == N:
         return bias
     index, weights = _query_taps(N, N2, bias)
@@ -628,10 +634,7 @@ class BicubicResize(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tuple[Tensor, None]:
         (N, M), (N2, M2) = ctx.in_size, tuple(grad.shape[2:])
-        # Along keys: the columns of the resized identity are the rows of R_M.
-        eye = torch.eye(M, device=grad.device, dtype=grad.dtype)[None, None]
-        r_m = _bicubic(eye, (M, M2))[0, 0]  # (M, M2)
-        grad = grad @ r_m.T  # (1, heads, N2, M)
+        grad = grad @ _key_matrix(M, M2, grad).T  # (1, heads, N2, M)
         index, weights = _query_taps(N, N2, grad)
         out = grad.new_zeros(grad.shape[:2] + (N, M))
         for c in range(4):
