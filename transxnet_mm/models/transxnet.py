@@ -69,6 +69,12 @@ def _inplace(layer: nn.Module, x: Tensor) -> Tensor:
     return layer(x)
 
 
+def _add_residual(branch: Tensor, x: Tensor) -> Tensor:
+    """``x + branch``; at inference written into ``branch``, a fresh map
+    the branch just made (the same sum, the same bits)."""
+    return branch.add_(x) if _inference() else x + branch
+
+
 class LeanSequential(nn.Sequential):
     """``nn.Sequential`` whose GELUs and BatchNorms after the first layer
     work in place at inference (:func:`_inplace`): the same result without a
@@ -444,7 +450,7 @@ class DMixer(nn.Module):
     def forward(self, x: Tensor, pos_bias: Tensor) -> Tensor:
         x1, x2 = x.chunk(2, dim=1)
         x = torch.cat([self.idconv(x1), self.osra(x2, pos_bias)], dim=1)
-        return self.ste(x).add_(x) if _inference() else self.ste(x) + x
+        return _add_residual(self.ste(x), x)
 
 
 class MultiScaleDWConv(nn.Module):
@@ -524,14 +530,11 @@ class Block(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def _forward(self, x: Tensor, pos_bias: Tensor) -> Tensor:
-        if _inference() and not self.training:
-            # The same sums, each written into the branch's fresh output.
-            x = self.dpe(x).add_(x)
-            x = self.ls1(self.mixer(self.norm1(x), pos_bias)).add_(x)
-            return self.ls2(self.ffn(self.norm2(x))).add_(x)
-        x = x + self.dpe(x)
-        x = x + self.drop_path(self.ls1(self.mixer(self.norm1(x), pos_bias)))
-        return x + self.drop_path(self.ls2(self.ffn(self.norm2(x))))
+        x = _add_residual(self.dpe(x), x)
+        x = _add_residual(
+            self.drop_path(self.ls1(self.mixer(self.norm1(x), pos_bias))), x)
+        return _add_residual(
+            self.drop_path(self.ls2(self.ffn(self.norm2(x)))), x)
 
     def forward(self, x: Tensor, pos_bias: Tensor) -> Tensor:
         if self.with_cp and x.requires_grad:
