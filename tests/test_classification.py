@@ -182,11 +182,11 @@ def test_weight_decay_is_timms_filter_bias_and_bn(official_sd):
         key, ndim = authors[name]
         timm_no_decay = ndim <= 1 or key.endswith('.bias')
         assert wd == (0. if timm_no_decay else 0.05), (name, key, wd)
-    # The cases where ours and the authors' shapes differ or rules disagree.
-    assert decay['backbone.stages.0.blocks.0.ls1.weight'] == 0.05
-    assert decay['backbone.stages.0.blocks.0.ls1.bias'] == 0.
+    # Cases where rules could disagree.
+    assert decay['backbone.stages.0.blocks.0.layer_scale_1.weight'] == 0.05
+    assert decay['backbone.stages.0.blocks.0.layer_scale_1.bias'] == 0.
     assert decay['backbone.stages.0.relative_pos_bias'] == 0.05
-    assert decay['backbone.stages.0.blocks.0.mixer.idconv.bias'] == 0.
+    assert decay['backbone.stages.0.blocks.0.token_mixer.local_unit.bias'] == 0.
     assert decay['backbone.norm3.weight'] == decay['head.fc.bias'] == 0.
 
 

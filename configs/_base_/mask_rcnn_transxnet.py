@@ -21,16 +21,12 @@ model = dict(
                       checkpoint='checkpoints/transx-t.pth.tar')),
     neck=dict(in_channels=[48, 96, 224, 448]))
 
-# The authors' rule custom_keys={'norm': decay_mult 0} matched, in their names,
-# the block GroupNorms (norm1, norm2), the output GroupNorms (norm0..norm6) AND
-# the BatchNorm inside every MS-FFN ('mlp.norm'). Ours are named norm1, norm2,
-# norm0..norm3 and 'ffn.bn', so both keys are needed for the same set.
+# The authors' rule custom_keys={'norm': decay_mult 0}: it matches the block
+# GroupNorms (norm1, norm2), the output GroupNorms (norm0..norm3) and the
+# BatchNorm inside every MS-FFN ('mlp.norm'), which carry the same names here.
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, weight_decay=0.05),
-    paramwise_cfg=dict(custom_keys={
-        'norm': dict(decay_mult=0.),
-        '.ffn.bn.': dict(decay_mult=0.)
-    }))
+    paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.)}))
 
 train_dataloader = dict(dataset=dict(data_root=data_root))
 val_dataloader = dict(dataset=dict(data_root=data_root))
