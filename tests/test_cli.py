@@ -7,7 +7,7 @@ import os.path as osp
 import pytest
 from conftest import ROOT
 
-from transxnet_mm.cli import load_config, parse_tool_args, tool_parser
+from transxnet_mm.cli import parse_config, tool_parser
 
 
 def _tool(name: str):
@@ -28,14 +28,13 @@ def tiny_config(tmp_path):
 def test_load_config_applies_the_common_arguments(tiny_config, monkeypatch):
     monkeypatch.delenv('LOCAL_RANK', raising=False)
     parser = tool_parser('x')
-    cfg = load_config(parse_tool_args(parser, [tiny_config, '--local-rank',
-                                               '3']))
+    _, cfg = parse_config(parser, [tiny_config, '--local-rank', '3'])
     assert cfg.work_dir == osp.join('./work_dirs', 'tiny_cfg')
     assert cfg.launcher == 'none' and cfg.model.depth == 1
     assert os.environ['LOCAL_RANK'] == '3'
-    cfg = load_config(parse_tool_args(parser, [
+    _, cfg = parse_config(parser, [
         tiny_config, '--work-dir', 'elsewhere', '--cfg-options',
-        'model.depth=4', 'work_dir=ignored', '--launcher', 'pytorch']))
+        'model.depth=4', 'work_dir=ignored', '--launcher', 'pytorch'])
     assert (cfg.work_dir, cfg.model.depth, cfg.launcher) == \
         ('elsewhere', 4, 'pytorch')
 
@@ -45,12 +44,10 @@ def test_load_config_applies_the_common_arguments(tiny_config, monkeypatch):
     ('test', ['ckpt.pth', '--show-dir', 'vis']),
 ])
 def test_both_tools_take_the_common_and_their_own_arguments(
-        tool, extra, tiny_config, monkeypatch):
-    monkeypatch.setattr('sys.argv', [tool, tiny_config] + extra +
-                        ['--cfg-options', 'model.depth=2'])
-    args = _tool(tool).parse_args()
-    assert args.cfg_options == {'model.depth': 2}
-    assert load_config(args).model.depth == 2
+        tool, extra, tiny_config):
+    args, cfg = parse_config(_tool(tool).build_parser(), [tiny_config] +
+                             extra + ['--cfg-options', 'model.depth=2'])
+    assert args.cfg_options == {'model.depth': 2} and cfg.model.depth == 2
     if tool == 'train':
         assert args.amp and args.resume == 'auto'
     else:

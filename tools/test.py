@@ -6,30 +6,30 @@
 CHECKPOINT may also be one of the authors' ImageNet files (transx-t.pth.tar,
 ...): it is converted to our key names in a temporary file first.
 """
+import argparse
 import os.path as osp
 import tempfile
 
 from transxnet_mm.checks import check_data
-from transxnet_mm.cli import (build_runner, load_config, missing_files_exit,
-                              parse_tool_args, tool_parser)
+from transxnet_mm.cli import (build_runner, missing_files_exit, parse_config,
+                              tool_parser)
 from transxnet_mm.compat import (setup_cpu_distributed,
                                  trusted_local_checkpoints)
 from transxnet_mm.models.convert import official_to_mm_checkpoint
 
 
-def parse_args():
+def build_parser() -> argparse.ArgumentParser:
     parser = tool_parser('Test (and evaluate) a model')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out', help='dump the predictions to a pickle file')
     parser.add_argument('--show-dir',
                         help='draw the predictions into this dir (relative '
                         'to the work dir)')
-    return parse_tool_args(parser)
+    return parser
 
 
 def main():
-    args = parse_args()
-    cfg = load_config(args)
+    args, cfg = parse_config(build_parser())
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'Checkpoint {args.checkpoint} does not exist.')
     if args.show_dir:

@@ -7,16 +7,18 @@
 The arguments are those of mmdet's tools/train.py; the toolbox (mmdet, mmseg or
 mmpretrain) is the config's ``default_scope``.
 """
+import argparse
+
 import torch
 
 from transxnet_mm.checks import check_data, check_pretrained
-from transxnet_mm.cli import (build_runner, load_config, missing_files_exit,
-                              parse_tool_args, tool_parser)
+from transxnet_mm.cli import (build_runner, missing_files_exit, parse_config,
+                              tool_parser)
 from transxnet_mm.compat import (setup_cpu_distributed,
                                  trusted_local_checkpoints)
 
 
-def parse_args():
+def build_parser() -> argparse.ArgumentParser:
     parser = tool_parser('Train a model')
     parser.add_argument('--amp', action='store_true',
                         help='automatic mixed precision (AmpOptimWrapper)')
@@ -27,12 +29,11 @@ def parse_args():
         '--resume', nargs='?', type=str, const='auto',
         help='resume from this checkpoint, or from the latest checkpoint in '
         'the work dir when no path is given')
-    return parse_tool_args(parser)
+    return parser
 
 
 def main():
-    args = parse_args()
-    cfg = load_config(args)
+    args, cfg = parse_config(build_parser())
     if args.amp:
         if not torch.cuda.is_available():
             raise SystemExit('--amp (AmpOptimWrapper, fp16) needs a GPU; on '

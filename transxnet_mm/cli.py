@@ -8,7 +8,7 @@ import argparse
 import os
 import os.path as osp
 from contextlib import contextmanager
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Tuple
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
@@ -42,6 +42,15 @@ def parse_tool_args(parser: argparse.ArgumentParser,
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
+
+
+def parse_config(
+        parser: argparse.ArgumentParser,
+        argv: Optional[List[str]] = None) -> Tuple[argparse.Namespace, Config]:
+    """The parsed arguments and the config they select, with the common
+    arguments applied (:func:`parse_tool_args`, :func:`load_config`)."""
+    args = parse_tool_args(parser, argv)
+    return args, load_config(args)
 
 
 def load_config(args: argparse.Namespace) -> Config:
