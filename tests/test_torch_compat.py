@@ -15,7 +15,8 @@ import torch
 from conftest import ROOT
 
 from transxnet_mm import torch_compat
-from transxnet_mm.torch_compat import (autocast_enabled, is_compiling,
+from transxnet_mm.torch_compat import (autocast_dtype, autocast_enabled,
+                                       is_compiling,
                                        load_defaults_to_weights_only,
                                        safe_globals)
 
@@ -76,6 +77,25 @@ def test_autocast_enabled(hide, monkeypatch):
         assert autocast_enabled('cuda') is False
         with torch.autocast('cpu', enabled=False):
             assert autocast_enabled('cpu') is False
+
+
+@pytest.mark.filterwarnings('ignore:torch.get_autocast_')
+@pytest.mark.parametrize('hide', [False, True])
+def test_autocast_dtype(hide, monkeypatch):
+    if hide:
+        # torch < 2.4: no torch.get_autocast_dtype, one function per device.
+        monkeypatch.setattr(torch_compat, 'torch', types.SimpleNamespace(
+            __version__=torch.__version__,
+            get_autocast_cpu_dtype=torch.get_autocast_cpu_dtype,
+            get_autocast_gpu_dtype=torch.get_autocast_gpu_dtype))
+    # torch's defaults, also as the per-device functions give them.
+    assert autocast_dtype('cpu') == torch.get_autocast_cpu_dtype() == \
+        torch.bfloat16
+    assert autocast_dtype('cuda') == torch.get_autocast_gpu_dtype() == \
+        torch.float16
+    if hide:
+        with pytest.raises(ValueError, match="no autocast for device type"):
+            autocast_dtype('no_such_device')
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
-__all__ = ['is_compiling', 'autocast_enabled', 'safe_globals',
-           'load_defaults_to_weights_only']
+__all__ = ['is_compiling', 'autocast_enabled', 'autocast_dtype',
+           'safe_globals', 'load_defaults_to_weights_only']
 
 
 def _dynamo_is_compiling() -> bool:
@@ -72,6 +72,25 @@ def autocast_enabled(device_type: str) -> bool:
         return torch.is_autocast_enabled()
     fn = getattr(torch, f'is_autocast_{device_type}_enabled', None)
     return bool(fn()) if fn is not None else False
+
+
+def autocast_dtype(device_type: str) -> torch.dtype:
+    """The dtype ``torch.autocast`` casts to on ``device_type`` (set or
+    default, whether or not autocast is on).
+
+    ``torch.get_autocast_dtype(device_type)`` exists from torch 2.4; torch
+    2.1-2.3 have ``torch.get_autocast_gpu_dtype()`` for CUDA,
+    ``torch.get_autocast_cpu_dtype()`` for CPU and
+    ``torch.get_autocast_<device>_dtype()`` for the others.
+    """
+    if hasattr(torch, 'get_autocast_dtype'):
+        return torch.get_autocast_dtype(device_type)
+    name = 'gpu' if device_type == 'cuda' else device_type
+    fn = getattr(torch, f'get_autocast_{name}_dtype', None)
+    if fn is None:
+        raise ValueError(f'torch {torch.__version__} has no autocast for '
+                         f'device type {device_type!r}')
+    return fn()
 
 
 def load_defaults_to_weights_only() -> bool:
