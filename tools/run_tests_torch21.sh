@@ -34,7 +34,9 @@ if [ ! -f "$WHEELS/.complete-$STAMP" ]; then
 fi
 if [ ! -f "$VENV/.installed-$STAMP" ]; then
     log "installing it into $VENV"
-    "${PIP[@]}" install --quiet --no-index --find-links "$WHEELS" -r "$REQS" \
+    # --no-compile: no .pyc for the whole of torch up front (minutes of CPU); Python
+    # compiles what the tests import.
+    "${PIP[@]}" install --quiet --no-compile --no-index --find-links "$WHEELS" -r "$REQS" \
         -c "$ROOT/requirements/constraints.txt"
     touch "$VENV/.installed-$STAMP"
 fi
