@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import ROOT
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
@@ -19,7 +20,6 @@ from transxnet_mm.models.convert import (convert_official,
                                          official_to_mm_checkpoint)
 from transxnet_mm.models.reference import reference_forward
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # Paper Table/README: ImageNet classifier parameters (M), rounded to 2 places.
 PAPER_PARAMS = {'t': 12.83, 's': 26.86, 'b': 48.01}
 # timm's eval resize: floor(224 / crop_pct), crop_pct 0.9 (T, S), 0.95 (B).

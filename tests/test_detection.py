@@ -5,13 +5,12 @@ import os.path as osp
 
 import pytest
 import torch
-from conftest import fixed_batch_losses, run_tool
+from conftest import ROOT, fixed_batch_losses, run_tool
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 
 from transxnet_mm.analysis import build_model, complexity, dummy_inputs
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # Paper Tables IV and V (M params).
 PAPER_PARAMS = {
     'retinanet_transxnet_t': 22.4, 'retinanet_transxnet_s': 36.6,

@@ -7,12 +7,11 @@ import os.path as osp
 
 import pytest
 import torch
+from conftest import ROOT
 from torch import nn
 
 from transxnet_mm import TransXNet
 from transxnet_mm.ops import kernels_enabled, use_kernels
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def rel_err(a, b) -> float:
