@@ -3,7 +3,10 @@
 # no decay on parameters whose name contains 'norm' in the authors' model;
 # 12 epochs, lr x0.1 at epochs 8 and 11 after a 500-iteration linear warm-up
 # from 0.001; resize (1333, 800), flip 0.5, pad 32; total batch 16 (8 x 2).
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+_base_ = [
+    'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+    './det_transxnet_common.py'
+]
 custom_imports = dict(imports=['transxnet_mm'], allow_failed_imports=False)
 
 # The COCO root (mmdet's layout): the environment variable COCO_ROOT, else data/coco/.
@@ -32,8 +35,12 @@ optim_wrapper = dict(
         '.ffn.bn.': dict(decay_mult=0.)
     }))
 
-train_dataloader = dict(dataset=dict(data_root=data_root))
+train_dataloader = dict(
+    batch_sampler={{_base_.full_batch_sampler}},
+    dataset=dict(data_root=data_root))
 val_dataloader = dict(dataset=dict(data_root=data_root))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
 test_evaluator = val_evaluator
+
+default_hooks = dict(checkpoint={{_base_.best_checkpoint}})
