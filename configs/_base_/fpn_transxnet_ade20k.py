@@ -15,7 +15,8 @@
 # stays 80k iterations either way.
 _base_ = [
     'mmseg::_base_/models/fpn_r50.py', 'mmseg::_base_/datasets/ade20k.py',
-    'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_80k.py'
+    'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_80k.py',
+    './transxnet_dense.py'
 ]
 custom_imports = dict(imports=['transxnet_mm'], allow_failed_imports=False)
 
@@ -42,16 +43,7 @@ model = dict(
     pretrained=None,
     # Pads every training crop to 512x512 (the paper's "pad to 512").
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(
-        _delete_=True,
-        type='TransXNet',
-        arch='t',
-        out_indices=(0, 1, 2, 3),
-        drop_path_rate=0.1,
-        norm_cfg=dict(type='SyncBN', requires_grad=True),
-        # The authors' ImageNet checkpoint (transx-t.pth.tar), as released.
-        init_cfg=dict(type='Pretrained',
-                      checkpoint='checkpoints/transx-t.pth.tar')),
+    backbone={{_base_.dense_backbone}},
     # FPN: out_channels=256, num_outs=4 from mmseg's base.
     neck=dict(
         in_channels=[48, 96, 224, 448],

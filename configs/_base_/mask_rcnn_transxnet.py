@@ -5,7 +5,7 @@
 # from 0.001; resize (1333, 800), flip 0.5, pad 32; total batch 16 (8 x 2).
 _base_ = [
     'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
-    './det_transxnet_common.py'
+    './transxnet_dense.py', './det_transxnet_common.py'
 ]
 custom_imports = dict(imports=['transxnet_mm'], allow_failed_imports=False)
 
@@ -13,15 +13,7 @@ custom_imports = dict(imports=['transxnet_mm'], allow_failed_imports=False)
 data_root = '{{$COCO_ROOT:data/coco/}}'
 
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='TransXNet',
-        arch='t',
-        out_indices=(0, 1, 2, 3),
-        drop_path_rate=0.1,
-        norm_cfg=dict(type='SyncBN', requires_grad=True),
-        init_cfg=dict(type='Pretrained',
-                      checkpoint='checkpoints/transx-t.pth.tar')),
+    backbone={{_base_.dense_backbone}},
     neck=dict(in_channels=[48, 96, 224, 448]))
 
 # The authors' rule custom_keys={'norm': decay_mult 0} matched, in their names,
