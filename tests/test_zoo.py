@@ -121,9 +121,17 @@ def test_metafile_params_are_the_models(models, name):
         with torch.no_grad():
             inputs, kwargs = dummy_inputs(scope, (96, 128))
             outs = model(inputs, **kwargs)
-        flat = [t for o in outs for t in (o if isinstance(o, (list, tuple))
-                                          else [o])]
+        flat = list(tensors(outs))
         assert flat and all(torch.isfinite(t).all() for t in flat)
+
+
+def tensors(out):
+    """The tensors of a model's nested tuple / list output."""
+    if isinstance(out, torch.Tensor):
+        yield out
+    else:
+        for o in out:
+            yield from tensors(o)
 
 
 @pytest.mark.parametrize('variant', ['t', 's', 'b'])
