@@ -15,8 +15,8 @@
 # stays 80k iterations either way.
 _base_ = [
     'mmseg::_base_/models/fpn_r50.py', 'mmseg::_base_/datasets/ade20k.py',
-    'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_80k.py',
-    './transxnet_dense.py'
+    'mmseg::_base_/default_runtime.py',
+    'mmseg::_base_/schedules/schedule_80k.py', './transxnet_dense.py'
 ]
 custom_imports = dict(imports=['transxnet_mm'], allow_failed_imports=False)
 

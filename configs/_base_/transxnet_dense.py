@@ -11,4 +11,5 @@ dense_backbone = dict(
     out_indices=(0, 1, 2, 3),
     drop_path_rate=0.1,
     norm_cfg=dict(type='SyncBN', requires_grad=True),
-    init_cfg=dict(type='Pretrained', checkpoint='checkpoints/transx-t.pth.tar'))
+    init_cfg=dict(
+        type='Pretrained', checkpoint='checkpoints/transx-t.pth.tar'))

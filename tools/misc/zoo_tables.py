@@ -70,8 +70,8 @@ def render(models: List[dict]) -> Dict[str, str]:
 
 def replace_tables(text: str, tables: Dict[str, str]) -> str:
     for name, body in tables.items():
-        pattern = re.compile(rf'(<!-- zoo:{name} -->\n).*?(<!-- /zoo:{name} -->)',
-                             re.S)
+        pattern = re.compile(
+            rf'(<!-- zoo:{name} -->\n).*?(<!-- /zoo:{name} -->)', re.S)
         if not pattern.search(text):
             raise ValueError(f'README.md has no <!-- zoo:{name} --> ... '
                              f'<!-- /zoo:{name} --> block; add one.')
