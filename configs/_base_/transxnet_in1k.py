@@ -114,8 +114,12 @@ test_pipeline = [
     dict(type='PackInputs'),
 ]
 
+# drop_last as timm's training loader: every batch is full (IDConv's
+# BatchNorm cannot train on a batch of one image, which an odd-sized dataset
+# would otherwise leave at an epoch's end in one process).
 train_dataloader = dict(
     batch_size=128,
+    drop_last=True,
     dataset=dict(data_root=data_root, pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=128,
