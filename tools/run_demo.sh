@@ -46,6 +46,9 @@ for name, what in (('fit_check', 'FIT CHECK, the 8 training images'),
                    ('held_out', 'held-out, 2 images never trained on')):
     with open(sorted(glob.glob(f'{work}/{name}/*/*.json'))[-1]) as f:
         m = json.load(f)
+    if 'coco/bbox_mAP' not in m:  # CocoMetric scores nothing without boxes
+        print(f'   no detection scored 0.05 or more: {what}')
+        continue
     print(f'   COCO bbox AP {m["coco/bbox_mAP"]:.3f}, AP50 '
           f'{m["coco/bbox_mAP_50"]:.3f}: {what}')
 EOF
