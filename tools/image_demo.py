@@ -1,10 +1,12 @@
 """Run a config + checkpoint on an image or a folder and draw the results.
 
     python tools/image_demo.py IMG_OR_DIR CONFIG CHECKPOINT [--out-dir DIR]
-        [--score-thr 0.3] [--device cpu]
+        [--score-thr 0.3] [--draw-gt] [--device cpu]
 
 Detection configs draw boxes (and masks) with mmdet's visualizer; one image
-file per input is written to ``--out-dir``. Segmentation configs draw the
+file per input is written to ``--out-dir``. With ``--draw-gt`` the image's
+ground truth (from the config's val or test dataset, found by file name) is
+drawn on the left and the detections on the right, written as PNG. Segmentation configs draw the
 predicted class masks with mmseg's visualizer, likewise one image file per
 input. Classification configs print the top-5 classes of each image with
 their scores. CHECKPOINT may be one of the authors' ImageNet files
@@ -33,6 +35,10 @@ def parse_args():
                         help='where the drawn images are written')
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='detections below this score are not drawn')
+    parser.add_argument('--draw-gt', action='store_true',
+                        help='detection: draw the ground truth of the '
+                        "config's val/test dataset beside the detections "
+                        '(as <name>.png)')
     parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
     return parser.parse_args()
 
@@ -50,18 +56,56 @@ def list_images(path: str) -> List[str]:
     return [path]
 
 
-def draw(visualizer, path: str, result, out_dir: str, **kwargs) -> str:
+def draw(visualizer, path: str, result, out_dir: str,
+         draw_gt: bool = False, **kwargs) -> str:
     """Draw one prediction on its image with the toolbox's visualizer and
-    write it to ``out_dir`` under the image's name; returns that path."""
-    out_file = osp.join(out_dir, osp.basename(path))
+    write it to ``out_dir`` under the image's name (as PNG, lossless, when
+    the ground truth is drawn beside it); returns that path."""
+    name = osp.basename(path)
+    if draw_gt:
+        name = osp.splitext(name)[0] + '.png'
+    out_file = osp.join(out_dir, name)
     visualizer.add_datasample(
         osp.basename(path),
         mmcv.imread(path, channel_order='rgb'),
         data_sample=result,
-        draw_gt=False,
+        draw_gt=draw_gt,
         out_file=out_file,
         **kwargs)
     return out_file
+
+
+def ground_truth(cfg: Config, images: List[str]) -> dict:
+    """The boxes and labels of ``images`` (by file name) in the config's
+    val and test datasets, in image coordinates, crowd regions left out."""
+    import torch
+    from mmdet.registry import DATASETS
+    from mmengine.structures import InstanceData
+
+    found = {}
+    names = {osp.basename(p) for p in images}
+    for key in ('val_dataloader', 'test_dataloader'):
+        if cfg.get(key) is None:
+            continue
+        dataset = DATASETS.build(cfg[key].dataset)
+        for i in range(len(dataset)):
+            info = dataset.get_data_info(i)
+            name = osp.basename(info['img_path'])
+            if name not in names:
+                continue
+            kept = [a for a in info['instances'] if not a['ignore_flag']]
+            found[name] = InstanceData(
+                bboxes=torch.tensor([a['bbox'] for a in kept],
+                                    dtype=torch.float32).reshape(-1, 4),
+                labels=torch.tensor([a['bbox_label'] for a in kept],
+                                    dtype=torch.long))
+    missing = sorted(names - set(found))
+    if missing:
+        raise SystemExit(
+            f'--draw-gt: {", ".join(missing)} is in neither the val nor the '
+            f'test dataset of the config; drop --draw-gt to draw the '
+            f'detections alone')
+    return found
 
 
 def detect(cfg: Config, args, images: List[str]) -> List[str]:
@@ -72,11 +116,14 @@ def detect(cfg: Config, args, images: List[str]) -> List[str]:
         model = init_detector(cfg, args.checkpoint, device=args.device)
     visualizer = VISUALIZERS.build(model.cfg.visualizer)
     visualizer.dataset_meta = model.dataset_meta
+    gts = ground_truth(cfg, images) if args.draw_gt else {}
     written = []
     for path in images:
         result = inference_detector(model, path)
+        if args.draw_gt:
+            result.gt_instances = gts[osp.basename(path)]
         out_file = draw(visualizer, path, result, args.out_dir,
-                        pred_score_thr=args.score_thr)
+                        draw_gt=args.draw_gt, pred_score_thr=args.score_thr)
         n = int((result.pred_instances.scores >= args.score_thr).sum())
         print(f'{path}: {n} detections >= {args.score_thr} -> {out_file}')
         written.append(out_file)
@@ -153,6 +200,9 @@ def main():
     cfg = Config.fromfile(args.config)  # imports transxnet_mm
     os.makedirs(args.out_dir, exist_ok=True)
     scope = cfg.get('default_scope', 'mmdet')
+    if args.draw_gt and scope != 'mmdet':
+        raise SystemExit('--draw-gt draws detection ground truth; drop it '
+                         f'for {scope} configs')
     if scope == 'mmdet':
         detect(cfg, args, images)
     elif scope == 'mmseg':
