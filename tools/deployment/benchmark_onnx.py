@@ -1,12 +1,13 @@
 """Inference time of an exported network in onnxruntime (CPU) against our
 PyTorch path and the authors' backbone file, one table from one run.
 
-    python tools/deployment/benchmark_onnx.py [--threads 2] [--runs 5]
-        [--cases retinanet fpn] [--authors PATH]
+    python tools/deployment/benchmark_onnx.py [--onnx-dir DIR] [--threads 2]
+        [--runs 5] [--cases retinanet fpn] [--authors PATH]
 
 For each case (RetinaNet-T at 800x1216, Semantic FPN-T at 512x512, random
-weights: the time does not depend on them) it exports the --dynamic ONNX
-file into a temporary folder and times, on one random input batch of 1,
+weights: the time does not depend on them) it takes the --dynamic ONNX file
+CONFIG_NAME.onnx from --onnx-dir (exported there first if missing; the
+export takes minutes) and times, on one random input batch of 1,
 the same raw network (:mod:`transxnet_mm.deploy`; no pre- or
 post-processing): onnxruntime, our PyTorch model (eager, no gradients), and
 the same model with the authors' backbone (``authors_transxnet_dense.py``
@@ -15,8 +16,8 @@ from the shared reference folder) in place of ours. Prints the median of
 """
 import argparse
 import importlib.util
+import os
 import os.path as osp
-import tempfile
 
 import torch
 from torch import nn
@@ -34,6 +35,8 @@ CASES = {
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--onnx-dir', default='work_dirs/onnx',
+                        help='where the --dynamic files are (or go)')
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--runs', type=int, default=5)
     parser.add_argument('--cases', nargs='+', default=list(CASES),
@@ -72,13 +75,14 @@ def main():
         config, (h, w) = CASES[case]
         _, model, task = deploy.load_model(osp.join(ROOT, config))
         x = torch.rand(1, 3, h, w)
-        times = {}
-        with tempfile.TemporaryDirectory() as tmp:
-            path = osp.join(tmp, f'{case}.onnx')
+        path = osp.join(args.onnx_dir,
+                        osp.splitext(osp.basename(config))[0] + '.onnx')
+        if not osp.isfile(path):
+            os.makedirs(args.onnx_dir, exist_ok=True)
             deploy.export(model, task, x, path, dynamic=True)
-            session = deploy.OnnxModel(path, args.threads)
-            times['onnxruntime'] = median(
-                median_time(lambda: session(x), args.runs, 1))
+        session = deploy.OnnxModel(path, args.threads)
+        times = dict(onnxruntime=median(
+            median_time(lambda: session(x), args.runs, 1)))
         times['ours'] = median(median_time(
             lambda: deploy.torch_outputs(model, task, x), args.runs, 1))
         if authors is not None:
