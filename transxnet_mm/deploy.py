@@ -83,6 +83,32 @@ def _pool_matrix(n, out: int, like: Tensor) -> Tensor:
 
 
 @contextmanager
+def _integer_upsample_sizes() -> Iterator[None]:
+    """mmseg's ``Upsample`` with an integer scale factor keeps a symbolic
+    output size (see :func:`export_friendly_ops`)."""
+    try:
+        from mmseg.models.utils import Upsample, resize
+    except ImportError:  # mmseg is optional
+        yield
+        return
+    forward = Upsample.forward
+
+    def forward_(self, x: Tensor) -> Tensor:
+        scale = self.scale_factor
+        if (not self.size and isinstance(scale, float) and scale.is_integer()
+                and _is_symbolic(*x.shape[-2:])):
+            size = [side * int(scale) for side in x.shape[-2:]]
+            return resize(x, size, None, self.mode, self.align_corners)
+        return forward(self, x)
+
+    Upsample.forward = forward_
+    try:
+        yield
+    finally:
+        Upsample.forward = forward
+
+
+@contextmanager
 def export_friendly_ops() -> Iterator[None]:
     """Export-time rewrites of two ops whose plain form has no dynamic ONNX
     equivalent; numerically equivalent (float32 rounding), and taken only
@@ -92,6 +118,9 @@ def export_friendly_ops() -> Iterator[None]:
       batch into the groups (``groups = B * C``), and ONNX's ``Conv`` needs
       a constant ``group``. Rewritten as a sum over kernel taps
       (:func:`_depthwise_by_taps`).
+    * mmseg's ``Upsample`` (Semantic FPN's head) computes its output size
+      as ``int(side * 2.0)``, which fixes the example's size in the graph;
+      with an integer scale, ``side * 2`` (the same value) stays symbolic.
     * Adaptive average pooling to a size other than 1 of a map of symbolic
       size (IDConv's 7x7 pool): the exporter's decomposition bakes the
       window boundaries of the example size in (wrong at other sizes).
@@ -123,6 +152,7 @@ def export_friendly_ops() -> Iterator[None]:
     F.conv2d, F.adaptive_avg_pool2d = conv2d_, adaptive_avg_pool2d_
     try:
         with ExitStack() as stack:
+            stack.enter_context(_integer_upsample_sizes())
             try:
                 from transxnet_mm.ops import use_kernels
             except ImportError:  # before the kernels moved to ops/
@@ -324,30 +354,26 @@ def load_model(config: str, checkpoint: Optional[str] = None,
     # backbone's ImageNet init_cfg.
     cfg.model.backbone.init_cfg = None
     model = revert_sync_batchnorm(MODELS.build(cfg.model))
+    model.dataset_meta = _default_meta(cfg)
     if checkpoint is not None:
         with trusted_local_checkpoints():
             ckpt = load_checkpoint(model, checkpoint, map_location='cpu',
                                    strict=True)
-        meta = ckpt.get('meta', {}).get('dataset_meta')
-        if meta:
-            model.dataset_meta = meta
-    if not getattr(model, 'dataset_meta', None):
-        model.dataset_meta = _default_meta(scope)
+        model.dataset_meta.update(
+            {k.lower(): v
+             for k, v in ckpt.get('meta', {}).get('dataset_meta', {}).items()})
     model.cfg = cfg
     model.eval()
     return cfg, model, _task_for(cfg, model)
 
 
-def _default_meta(scope: str) -> dict:
-    """Class names of the configs' datasets when a checkpoint has none."""
-    if scope == 'mmdet':
-        from mmdet.evaluation import get_classes
-        return dict(classes=get_classes('coco'))
-    if scope == 'mmseg':
-        from mmseg.datasets import ADE20KDataset
-        return dict(ADE20KDataset.METAINFO)
-    from mmpretrain.datasets.categories import IMAGENET_CATEGORIES
-    return dict(classes=IMAGENET_CATEGORIES)
+def _default_meta(cfg: Config) -> dict:
+    """Class names and palette of the config's test dataset class (what
+    the toolboxes' demos draw with when a checkpoint carries none)."""
+    from mmengine.registry import DATASETS
+
+    dataset = DATASETS.get(cfg.test_dataloader.dataset.type)
+    return dict(getattr(dataset, 'METAINFO', None) or {})
 
 
 def test_pipeline(cfg: Config) -> list:
