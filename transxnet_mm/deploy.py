@@ -370,9 +370,9 @@ def load_model(config: str, checkpoint: Optional[str] = None,
 def _default_meta(cfg: Config) -> dict:
     """Class names and palette of the config's test dataset class (what
     the toolboxes' demos draw with when a checkpoint carries none)."""
-    from mmengine.registry import DATASETS
-
-    dataset = DATASETS.get(cfg.test_dataloader.dataset.type)
+    scope = cfg.default_scope
+    registry = __import__(f'{scope}.registry', fromlist=['DATASETS'])
+    dataset = registry.DATASETS.get(cfg.test_dataloader.dataset.type)
     return dict(getattr(dataset, 'METAINFO', None) or {})
 
 
