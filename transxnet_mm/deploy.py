@@ -6,30 +6,30 @@ batch to its raw outputs; what runs outside it, in PyTorch, is the config's
 own test pipeline and data preprocessor before, and the toolbox's own
 post-processing after (:class:`Task`):
 
-=================  =========================================  ==============================================
-task               in the ONNX file (outputs)                 post-processing in PyTorch (the toolbox's own)
-=================  =========================================  ==============================================
-RetinaNet          backbone, neck, head convs: ``cls_score_i``  ``bbox_head.predict_by_feat``: anchors, box
-                   and ``bbox_pred_i`` for each FPN level i    decoding, score threshold, NMS, rescale
-Mask R-CNN         backbone, neck, RPN convs: ``feat_i``,       ``rpn_head.predict_by_feat`` (proposals, NMS),
-                   ``rpn_cls_score_i``, ``rpn_bbox_pred_i``     ``roi_head.predict`` (RoIAlign, box and mask
-                                                               heads, with the weights saved beside the file)
-Semantic FPN       backbone, neck, decode head: ``seg_logits``  ``decode_head.predict_by_feat`` (bilinear resize)
-                   at 1/4 of the input                         and ``postprocess_result`` (crop, resize, argmax)
-classifier         backbone, pooling, linear head: ``cls_score``  ``head._get_predictions`` (softmax, top class)
-=================  =========================================  ==============================================
+* RetinaNet: backbone, neck and head convs in ONNX (``cls_score_i``,
+  ``bbox_pred_i`` per FPN level); ``bbox_head.predict_by_feat`` after
+  (anchors, box decoding, score threshold, NMS, rescale).
+* Mask R-CNN: backbone, neck and RPN convs in ONNX (``feat_i``,
+  ``rpn_cls_score_i``, ``rpn_bbox_pred_i``); ``rpn_head.predict_by_feat``
+  and ``roi_head.predict`` after, with the RoI heads' weights saved beside
+  the file.
+* Semantic FPN: backbone, neck and decode head in ONNX (``seg_logits`` at
+  1/4 of the input); ``decode_head.predict_by_feat`` and
+  ``postprocess_result`` after (resize, crop, argmax).
+* Classifiers: the whole network in ONNX (``cls_score``, logits);
+  ``head._get_predictions`` after (softmax).
 
 The exporter is PyTorch's own (``torch.onnx.export(..., dynamo=True)``,
-torch.export-based, ONNX opset :data:`OPSET`). Two ops of the backbone do not
-export for a dynamic input as they are; :func:`export_friendly_ops` swaps
-them, during the export only, for numerically equivalent formulations.
+torch.export-based, ONNX opset :data:`OPSET`). Two ops of the backbone and
+one of mmseg do not export for a dynamic input as they are;
+:func:`export_friendly_ops` swaps them, during the export only, for
+numerically equivalent formulations.
 """
 import math
 import os.path as osp
 from contextlib import ExitStack, contextmanager
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config
