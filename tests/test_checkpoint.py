@@ -6,12 +6,11 @@ from unittest import mock
 
 import pytest
 import torch
+from conftest import ROOT
 
 from transxnet_mm import TransXNet
 from transxnet_mm.models.convert import load_pretrained
 from transxnet_mm.models.reference import reference_forward
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def pretrained(path, **kwargs):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import ROOT
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
@@ -19,7 +20,6 @@ from transxnet_mm.models.convert import (convert_official,
                                          official_to_mm_checkpoint)
 from transxnet_mm.models.reference import reference_forward
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # Paper Table/README: ImageNet classifier parameters (M), rounded to 2 places.
 PAPER_PARAMS = {'t': 12.83, 's': 26.86, 'b': 48.01}
 # timm's eval resize: floor(224 / crop_pct), crop_pct 0.9 (T, S), 0.95 (B).
@@ -182,11 +182,11 @@ def test_weight_decay_is_timms_filter_bias_and_bn(official_sd):
         key, ndim = authors[name]
         timm_no_decay = ndim <= 1 or key.endswith('.bias')
         assert wd == (0. if timm_no_decay else 0.05), (name, key, wd)
-    # The cases where ours and the authors' shapes differ or rules disagree.
-    assert decay['backbone.stages.0.blocks.0.ls1.weight'] == 0.05
-    assert decay['backbone.stages.0.blocks.0.ls1.bias'] == 0.
+    # Cases where rules could disagree.
+    assert decay['backbone.stages.0.blocks.0.layer_scale_1.weight'] == 0.05
+    assert decay['backbone.stages.0.blocks.0.layer_scale_1.bias'] == 0.
     assert decay['backbone.stages.0.relative_pos_bias'] == 0.05
-    assert decay['backbone.stages.0.blocks.0.mixer.idconv.bias'] == 0.
+    assert decay['backbone.stages.0.blocks.0.token_mixer.local_unit.bias'] == 0.
     assert decay['backbone.norm3.weight'] == decay['head.fc.bias'] == 0.
 
 

@@ -11,6 +11,7 @@ import time
 
 import pytest
 import torch
+from conftest import ROOT
 from mmengine.config import Config
 
 from transxnet_mm import TransXNet
@@ -18,7 +19,6 @@ from transxnet_mm.checks import check_data, check_pretrained
 from transxnet_mm.compat import trusted_local_checkpoints
 from transxnet_mm.models.convert import convert_official
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO = osp.join(ROOT, 'configs/demo/retinanet_transxnet_t_coco_sample.py')
 PY = sys.executable
 

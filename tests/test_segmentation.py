@@ -10,7 +10,7 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from conftest import fixed_batch_losses, run_tool
+from conftest import ROOT, fixed_batch_losses, run_tool
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import PARAM_SCHEDULERS
@@ -18,7 +18,6 @@ from mmengine.registry import PARAM_SCHEDULERS
 from transxnet_mm.analysis import build_model
 from transxnet_mm.transforms import AlignResize
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # Measured with the authors' model inside mmseg 1.2.2 (M params).
 PARAMS = {'t': 16.60, 's': 30.62, 'b': 51.66}
 CHANNELS = {'t': [48, 96, 224, 448], 's': [64, 128, 320, 512],

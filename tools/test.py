@@ -7,51 +7,29 @@ CHECKPOINT may also be one of the authors' ImageNet files (transx-t.pth.tar,
 ...): it is converted to our key names in a temporary file first.
 """
 import argparse
-import os
 import os.path as osp
 import tempfile
 
-from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
-
 from transxnet_mm.checks import check_data
+from transxnet_mm.cli import (build_runner, missing_files_exit, parse_config,
+                              tool_parser)
 from transxnet_mm.compat import (setup_cpu_distributed,
                                  trusted_local_checkpoints)
 from transxnet_mm.models.convert import official_to_mm_checkpoint
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
-    parser.add_argument('config', help='test config file path')
+def build_parser() -> argparse.ArgumentParser:
+    parser = tool_parser('Test (and evaluate) a model')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='the dir to save the metrics')
     parser.add_argument('--out', help='dump the predictions to a pickle file')
     parser.add_argument('--show-dir',
                         help='draw the predictions into this dir (relative '
                         'to the work dir)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings (key=value)')
-    parser.add_argument('--launcher', default='none',
-                        choices=['none', 'pytorch', 'slurm', 'mpi'])
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    return parser
 
 
 def main():
-    args = parse_args()
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    args, cfg = parse_config(build_parser())
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'Checkpoint {args.checkpoint} does not exist.')
     if args.show_dir:
@@ -67,10 +45,8 @@ def main():
             cfg.visualizer.save_dir = osp.join(cfg.work_dir, args.show_dir)
         else:
             hook.update(draw=True, test_out_dir=args.show_dir)
-    try:
+    with missing_files_exit():
         check_data(cfg, ['test_dataloader'])
-    except FileNotFoundError as e:
-        raise SystemExit(f'error: {e}')
     setup_cpu_distributed(cfg)
 
     # The authors' released checkpoints (transx-*.pth.tar) use their own key
@@ -79,8 +55,7 @@ def main():
         converted = osp.join(tmp_dir, 'converted.pth')
         summary = official_to_mm_checkpoint(args.checkpoint, converted)
         cfg.load_from = converted if summary else args.checkpoint
-        runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
-                  RUNNERS.build(cfg))
+        runner = build_runner(cfg)
         if args.out:
             from mmengine.evaluator import DumpResults
             runner.test_evaluator.metrics.append(
@@ -92,6 +67,7 @@ def main():
                 f'from there.')
         with trusted_local_checkpoints():
             runner.test()
+
 
 if __name__ == '__main__':
     main()

@@ -5,10 +5,17 @@ root ``MODELS`` registry, which the mmdet, mmseg and mmpretrain registries fall
 back to, so their configs build it with ``type='TransXNet'`` after
 ``custom_imports = dict(imports=['transxnet_mm'], allow_failed_imports=False)``.
 It also registers ``AlignResize`` (the authors' ADE20K test resize) in the
-root ``TRANSFORMS`` registry, for mmseg's pipelines.
+root ``TRANSFORMS`` registry, for mmseg's pipelines, the ``PyTorchDefault``
+weight initialiser (``init.py``) and the ``FullBatchSampler`` batch sampler
+(``samplers.py``) in MMEngine's root registries.
 """
+from .init import PyTorchDefaultInit
 from .models import TransXNet
+from .samplers import FullBatchSampler
 from .transforms import AlignResize
 from .version import __version__
 
-__all__ = ['TransXNet', 'AlignResize', '__version__']
+__all__ = [
+    'TransXNet', 'AlignResize', 'PyTorchDefaultInit', 'FullBatchSampler',
+    '__version__'
+]

@@ -79,7 +79,7 @@ def complexity(model: torch.nn.Module, inputs: torch.Tensor,
         model.forward = forward
     attention = sum(
         flops for name, ops in by_module.items()
-        if name.split('.')[-1] == 'osra'
+        if name.split('.')[-1] == 'global_unit'
         for op, flops in ops.items() if op in ATTENTION_OPS)
     return dict(params=parameter_count(model)[''],
                 flops_paper=total - attention, flops_with_attention=total)

@@ -15,7 +15,8 @@
 # stays 80k iterations either way.
 _base_ = [
     'mmseg::_base_/models/fpn_r50.py', 'mmseg::_base_/datasets/ade20k.py',
-    'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_80k.py'
+    'mmseg::_base_/default_runtime.py',
+    'mmseg::_base_/schedules/schedule_80k.py', './transxnet_dense.py'
 ]
 custom_imports = dict(imports=['transxnet_mm'], allow_failed_imports=False)
 
@@ -24,26 +25,37 @@ custom_imports = dict(imports=['transxnet_mm'], allow_failed_imports=False)
 data_root = '{{$ADE20K_ROOT:data/ade/ADEChallengeData2016}}'
 crop_size = (512, 512)
 
+# The authors' effective initialisation of the neck and head. Their training
+# script (mmseg 0.30) never called init_weights(), so every ConvModule kept
+# mmcv 1.x's construction-time init (Kaiming normal, fan_out, 'relu' gain,
+# bias 0; std sqrt(2 / (256 * 9)) = 0.0295 for the FPN's 3x3 convs) and
+# conv_seg PyTorch's default (weight and bias uniform in +-1/sqrt(fan_in)).
+# MMEngine's runner calls init_weights(), which would apply mmseg's Xavier
+# (FPN) and N(0, 0.01) (conv_seg) instead; these init_cfgs restore theirs.
+# `PyTorchDefault` is registered by transxnet_mm (transxnet_mm/init.py).
+authors_conv_init = dict(
+    type='Kaiming', layer='Conv2d', mode='fan_out', nonlinearity='relu',
+    distribution='normal', bias=0)
+
 model = dict(
     # mmseg's base sets an ImageNet ResNet here, and EncoderDecoder would hand
     # it to the backbone; TransXNet loads its weights through init_cfg.
     pretrained=None,
     # Pads every training crop to 512x512 (the paper's "pad to 512").
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(
-        _delete_=True,
-        type='TransXNet',
-        arch='t',
-        out_indices=(0, 1, 2, 3),
-        drop_path_rate=0.1,
-        norm_cfg=dict(type='SyncBN', requires_grad=True),
-        # The authors' ImageNet checkpoint (transx-t.pth.tar), as released.
-        init_cfg=dict(type='Pretrained',
-                      checkpoint='checkpoints/transx-t.pth.tar')),
+    backbone={{_base_.dense_backbone}},
     # FPN: out_channels=256, num_outs=4 from mmseg's base.
-    neck=dict(in_channels=[48, 96, 224, 448], out_channels=256, num_outs=4),
+    neck=dict(
+        in_channels=[48, 96, 224, 448],
+        out_channels=256,
+        num_outs=4,
+        init_cfg=authors_conv_init),
     # FPN head: 128 channels, dropout 0.1, SyncBN from mmseg's base.
-    decode_head=dict(num_classes=150))
+    decode_head=dict(
+        num_classes=150,
+        init_cfg=dict(
+            authors_conv_init,
+            override=dict(type='PyTorchDefault', name='conv_seg'))))
 
 # Train pipeline: mmseg's ADE20K one is the paper's (RandomResize (2048, 512)
 # ratio 0.5-2.0, RandomCrop 512 cat_max_ratio 0.75, flip 0.5,
@@ -82,7 +94,13 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min_ratio=1e-8, by_epoch=False,
          begin=0, end=max_iters, T_max=max_iters)
 ]
+# The authors evaluate every 4000 iterations and keep the best mIoU
+# checkpoint (evaluation=dict(interval=4000, save_best='mIoU')) besides the
+# latest one (checkpoint_config interval 4000, max_keep_ckpts=1).
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters,
-                 val_interval=8000)
+                 val_interval=4000)
+default_hooks = dict(
+    checkpoint=dict(by_epoch=False, interval=4000, max_keep_ckpts=1,
+                    save_best='mIoU'))
 # The paper's total batch: 8 GPUs x 4 images (see --auto-scale-lr above).
 auto_scale_lr = dict(enable=False, base_batch_size=32)

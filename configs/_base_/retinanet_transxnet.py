@@ -3,7 +3,10 @@
 # at epochs 8 and 11 after a 500-iteration linear warm-up from 0.001; resize to
 # (1333, 800) keeping the ratio, flip 0.5, pad to 32; total batch 16 (8 GPUs x
 # 2 images). The leaf configs (retinanet_transxnet_{t,s,b}.py) set the variant.
-_base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
+_base_ = [
+    'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
+    './det_transxnet_common.py'
+]
 custom_imports = dict(imports=['transxnet_mm'], allow_failed_imports=False)
 
 # The COCO root (mmdet's layout): the environment variable COCO_ROOT, else data/coco/.
@@ -30,8 +33,12 @@ model = dict(
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, weight_decay=1e-4))
 
-train_dataloader = dict(dataset=dict(data_root=data_root))
+train_dataloader = dict(
+    batch_sampler={{_base_.full_batch_sampler}},
+    dataset=dict(data_root=data_root))
 val_dataloader = dict(dataset=dict(data_root=data_root))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
 test_evaluator = val_evaluator
+
+default_hooks = dict(checkpoint={{_base_.best_checkpoint}})

@@ -114,8 +114,12 @@ test_pipeline = [
     dict(type='PackInputs'),
 ]
 
+# drop_last as timm's training loader: every batch is full (IDConv's
+# BatchNorm cannot train on a batch of one image, which an odd-sized dataset
+# would otherwise leave at an epoch's end in one process).
 train_dataloader = dict(
     batch_size=128,
+    drop_last=True,
     dataset=dict(data_root=data_root, pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=128,
@@ -128,8 +132,8 @@ test_dataloader = val_dataloader
 # For TransXNet that is exactly norm_decay_mult=0 (GroupNorm and BatchNorm
 # weights and biases) plus bias_decay_mult=0 (conv, head and layer-scale
 # biases, and IDConv's bias bank, a (G, C) tensor named 'bias'). NOT
-# flat_decay_mult=0: the authors store the layer scale as a (C, 1, 1, 1)
-# conv weight, so it IS decayed, although ours is a (C,) vector. NOT the
+# flat_decay_mult=0: the layer scale is a (C, 1, 1, 1) conv weight (the
+# authors' shape, kept), so it IS decayed. NOT the
 # Swin base's no-decay rule for position biases: the relative position
 # biases (1, heads, N, M) are decayed as well.
 optim_wrapper = dict(

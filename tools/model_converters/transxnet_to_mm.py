@@ -11,14 +11,9 @@ weight. ``--backbone-only`` leaves out the classifier (its GroupNorm would
 otherwise become ``backbone.norm3``).
 """
 import argparse
-import os
-import os.path as osp
 
-import torch
-
-from transxnet_mm.models.convert import (convert_official, describe_arch,
-                                         extract_state_dict, is_official,
-                                         read_checkpoint)
+import transxnet_mm  # noqa: F401  (registers TransXNet)
+from transxnet_mm.models.convert import official_to_mm_checkpoint
 
 
 def parse_args():
@@ -32,28 +27,17 @@ def parse_args():
 
 def main():
     args = parse_args()
-    state_dict = extract_state_dict(read_checkpoint(args.src))
-    if not is_official(state_dict):
-        raise SystemExit(f'{args.src} does not hold the authors\' TransXNet '
-                         f'keys (patch_embed.*, network.*); nothing to convert.')
-    converted, left_out = convert_official(
-        state_dict, with_head=not args.backbone_only)
-    if left_out and not args.backbone_only:
-        raise SystemExit(f'{args.src} holds keys that are not TransXNet '
-                         f'weights: {left_out[:5]}')
-    if args.backbone_only:
-        converted = {'backbone.' + k: v for k, v in converted.items()}
-    arch, desc = describe_arch({
-        k[len('backbone.'):]: v
-        for k, v in converted.items() if k.startswith('backbone.')
-    })
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    torch.save(
-        dict(state_dict=converted,
-             meta=dict(source=osp.basename(args.src), arch=arch)), args.dst)
-    print(f'{args.src} -> {args.dst}: TransXNet-{(arch or "custom").upper()} '
-          f'({desc}), {len(converted)} tensors'
-          f'{", backbone only" if args.backbone_only else ""}.')
+    try:
+        summary = official_to_mm_checkpoint(
+            args.src, args.dst, with_head=not args.backbone_only)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(str(e)) from None
+    if summary is None:
+        raise SystemExit(
+            f"{args.src} does not hold the authors' TransXNet keys "
+            f'(patch_embed.*, network.*) or is not a plain weights file; '
+            f'nothing to convert.')
+    print(f'{args.src} -> {args.dst}: {summary}.')
 
 
 if __name__ == '__main__':

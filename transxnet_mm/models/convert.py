@@ -1,42 +1,38 @@
 """The authors' TransXNet checkpoint keys -> ours, and checked loading.
 
-The authors' model keeps stages and downsamplers in one ``network`` list
+Inside a block our modules carry the authors' names, so only the prefixes
+differ: the authors keep stages and downsamplers in one ``network`` list
 (positions 0, 2, 4, 6 are stages; 1, 3, 5 downsamplers) and the relative
-position biases in a top-level list.  Ours has ``downsample_layers``,
-``stages.i.blocks`` and ``stages.i.relative_pos_bias``.  ``BLOCK_KEYS`` below
-is the one place where the names inside a block are mapped.
+position biases in a top-level list; ours has ``downsample_layers``,
+``stages.i.blocks`` and ``stages.i.relative_pos_bias``. ``PREFIXES`` is the
+one table of that mapping, used both ways.
 """
 import argparse
+import os
 import os.path as osp
 import pickle
 import re
 from collections import OrderedDict
-from typing import Dict, List, Optional, Tuple
+from functools import lru_cache
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
+from mmengine.registry import MODELS
 from mmengine.runner.checkpoint import CheckpointLoader
 from torch import Tensor, nn
 
-# Authors' name inside a block -> ours (prefix match, first match wins).
-BLOCK_KEYS: List[Tuple[str, str]] = [
-    ('pos_embed.', 'dpe.'),
-    ('norm1.', 'norm1.'),
-    ('norm2.', 'norm2.'),
-    ('token_mixer.local_unit.proj.0.conv.', 'mixer.idconv.proj.0.'),
-    ('token_mixer.local_unit.proj.0.bn.', 'mixer.idconv.proj.1.'),
-    ('token_mixer.local_unit.proj.1.', 'mixer.idconv.proj.3.'),
-    ('token_mixer.local_unit.', 'mixer.idconv.'),
-    ('token_mixer.global_unit.sr.0.conv.', 'mixer.osra.sr.0.'),
-    ('token_mixer.global_unit.sr.0.bn.', 'mixer.osra.sr.1.'),
-    ('token_mixer.global_unit.sr.1.conv.', 'mixer.osra.sr.3.'),
-    ('token_mixer.global_unit.sr.1.bn.', 'mixer.osra.sr.4.'),
-    ('token_mixer.global_unit.', 'mixer.osra.'),
-    ('token_mixer.proj.', 'mixer.ste.'),
-    ('mlp.dwconv.proj.', 'ffn.msdw.convs.'),
-    ('mlp.norm.', 'ffn.bn.'),
-    ('mlp.', 'ffn.'),
-    ('layer_scale_1.', 'ls1.'),
-    ('layer_scale_2.', 'ls2.'),
+from ..torch_compat import safe_globals
+
+# (authors' key pattern, ours, index map authors -> ours, its inverse):
+# {i} is the authors' list position, {j} ours.
+PREFIXES: List[Tuple[str, str, Callable[[int], int], Callable[[int], int]]] = [
+    ('patch_embed.proj.', 'downsample_layers.0.', None, None),
+    ('network.{i}.proj.', 'downsample_layers.{j}.', lambda i: (i + 1) // 2,
+     lambda j: 2 * j - 1),
+    ('relative_pos_enc.{i}', 'stages.{j}.relative_pos_bias', lambda i: i,
+     lambda j: j),
+    ('network.{i}.', 'stages.{j}.blocks.', lambda i: i // 2,
+     lambda j: 2 * j),
 ]
 # The authors' ImageNet classifier: GroupNorm(1) -> avg pool -> 1x1 conv.
 # It maps onto our last output norm and an mmpretrain LinearClsHead.
@@ -45,52 +41,40 @@ HEAD_KEYS: List[Tuple[str, str]] = [
     ('classifier.2.', 'head.fc.'),
 ]
 
-_BLOCK_RE = re.compile(r'network\.(\d+)\.(\d+)\.(.+)')
-_DOWN_RE = re.compile(r'network\.(\d+)\.proj\.(conv|bn)\.(.+)')
-_STEM_RE = re.compile(r'patch_embed\.proj\.(conv|bn)\.(.+)')
-_BIAS_RE = re.compile(r'relative_pos_enc\.(\d+)')
+
+@lru_cache(maxsize=None)
+def _pattern(template: str, name: str) -> 're.Pattern':
+    return re.compile(re.escape(template).replace(
+        re.escape('{' + name + '}'), r'(\d+)') + r'(.*)', re.S)
 
 
-def is_official(state_dict: Dict[str, Tensor]) -> bool:
-    """Whether the keys are the authors' (``network.*``, ``patch_embed.*``)."""
-    return any(k.startswith(('network.', 'patch_embed.')) for k in state_dict)
-
-
-def _rename_block(rest: str) -> Optional[str]:
-    for old, new in BLOCK_KEYS:
-        if rest.startswith(old):
-            return new + rest[len(old):]
+def _rename(key: str, inverse: bool = False) -> Optional[str]:
+    for theirs, ours, to_ours, to_theirs in PREFIXES:
+        src, dst, index = (ours, theirs, to_theirs) if inverse else \
+            (theirs, ours, to_ours)
+        m = _pattern(src, 'j' if inverse else 'i').fullmatch(key)
+        if not m:
+            continue
+        if index is None:
+            return dst + m[1]
+        n = int(m[1])
+        # downsamplers sit at odd, stages at even positions of ``network``
+        if not inverse and src.startswith('network.') and \
+                (n % 2 == 1) != src.endswith('proj.'):
+            continue
+        out = dst.replace('{i}' if inverse else '{j}', str(index(n)))
+        return out + m[2]
     return None
 
 
 def convert_key(key: str) -> Optional[str]:
     """Our backbone name for an authors' backbone key; None for other keys."""
-    m = _STEM_RE.fullmatch(key)
-    if m:
-        return f'downsample_layers.0.{m[1]}.{m[2]}'
-    m = _DOWN_RE.fullmatch(key)
-    if m and int(m[1]) % 2 == 1:
-        return f'downsample_layers.{(int(m[1]) + 1) // 2}.{m[2]}.{m[3]}'
-    m = _BIAS_RE.fullmatch(key)
-    if m:
-        return f'stages.{m[1]}.relative_pos_bias'
-    m = _BLOCK_RE.fullmatch(key)
-    if m and int(m[1]) % 2 == 0:
-        rest = _rename_block(m[3])
-        if rest is not None:
-            return f'stages.{int(m[1]) // 2}.blocks.{m[2]}.{rest}'
-    return None
+    return _rename(key)
 
 
-def _convert_value(new_key: str, value: Tensor) -> Tensor:
-    # Layer scales are (C, 1, 1, 1) depthwise-conv weights in the authors'
-    # model and (C,) vectors in ours; the classifier is a 1x1 conv there and
-    # a Linear in mmpretrain.
-    if new_key == 'head.fc.weight':
-        return value.flatten(1)
-    if re.search(r'\.ls[12]\.weight$', new_key):
-        return value.flatten()
-    return value
+def is_official(state_dict: Dict[str, Tensor]) -> bool:
+    """Whether the keys are the authors' (``network.*``, ``patch_embed.*``)."""
+    return any(k.startswith(('network.', 'patch_embed.')) for k in state_dict)
 
 
 def convert_official(
@@ -115,7 +99,8 @@ def convert_official(
         if new is None:
             left_out.append(key)
         else:
-            out[new] = _convert_value(new, value)
+            # the authors' classifier is a 1x1 conv, mmpretrain's a Linear
+            out[new] = value.flatten(1) if new == 'head.fc.weight' else value
     return out, left_out
 
 
@@ -123,37 +108,17 @@ def to_official(
     state_dict: Dict[str, Tensor]
 ) -> Tuple['OrderedDict[str, Tensor]', 'OrderedDict[str, Tensor]']:
     """Our backbone state dict in the authors' names (the inverse of
-    :func:`convert_official`, from the same tables), and the output norms
+    :func:`convert_official`, from the same table), and the output norms
     (``norm{i}.*``), which the authors' ImageNet model does not have."""
     out: 'OrderedDict[str, Tensor]' = OrderedDict()
     norms: 'OrderedDict[str, Tensor]' = OrderedDict()
     for key, value in state_dict.items():
-        m = re.fullmatch(r'downsample_layers\.(\d+)\.(.+)', key)
-        if m:
-            i = int(m[1])
-            new = ('patch_embed.proj.' if i == 0 else
-                   f'network.{2 * i - 1}.proj.') + m[2]
-        elif re.fullmatch(r'norm\d+\.(weight|bias)', key):
+        if re.fullmatch(r'norm\d+\.(weight|bias)', key):
             norms[key] = value
             continue
-        else:
-            m = re.fullmatch(r'stages\.(\d+)\.relative_pos_bias', key)
-            if m:
-                new = f'relative_pos_enc.{m[1]}'
-            else:
-                m = re.fullmatch(r'stages\.(\d+)\.blocks\.(\d+)\.(.+)', key)
-                if not m:
-                    raise KeyError(f'{key} is not a TransXNet backbone key')
-                # the most specific (longest) of our prefixes that matches
-                matches = [(len(ours), old + m[3][len(ours):])
-                           for old, ours in BLOCK_KEYS
-                           if m[3].startswith(ours)]
-                if not matches:
-                    raise KeyError(f'{key} is not a TransXNet backbone key')
-                rest = max(matches)[1]
-                new = f'network.{2 * int(m[1])}.{m[2]}.{rest}'
-                if re.fullmatch(r'layer_scale_[12]\.weight', rest):
-                    value = value.reshape(-1, 1, 1, 1)
+        new = _rename(key, inverse=True)
+        if new is None:
+            raise KeyError(f'{key} is not a TransXNet backbone key')
         out[new] = value
     return out, norms
 
@@ -161,7 +126,6 @@ def to_official(
 def describe_arch(state_dict: Dict[str, Tensor]) -> Tuple[Optional[str], str]:
     """Guess the variant of an (our-named) backbone state dict: the
     ``arch_settings`` name or None, and a short description."""
-    from .transxnet import TransXNet
     channels, depths = [], []
     for i in range(4):
         w = state_dict.get(f'downsample_layers.{i}.conv.weight')
@@ -172,7 +136,7 @@ def describe_arch(state_dict: Dict[str, Tensor]) -> Tuple[Optional[str], str]:
         }
         depths.append(max(blocks) + 1 if blocks else 0)
     desc = f'depths {depths}, channels {channels}'
-    for name, arch in TransXNet.arch_settings.items():
+    for name, arch in _arch_settings().items():
         if len(name) == 1 and arch['channels'] == channels \
                 and arch['depths'] == depths:
             return name, desc
@@ -191,7 +155,7 @@ def read_checkpoint(path: str) -> dict:
             f"authors' ImageNet weights (transx-t/s/b.pth.tar) and set its path "
             f"in the backbone's init_cfg.checkpoint (see README.md).")
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        with safe_globals([argparse.Namespace]):
             ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')
     except (RuntimeError, EOFError, ValueError, OSError,
             pickle.UnpicklingError) as e:
@@ -217,10 +181,10 @@ def official_to_mm_checkpoint(src: str,
                               with_head: bool = True) -> Optional[str]:
     """Write the authors' checkpoint ``src`` in our key names to ``dst``.
 
-    For tools that hand a checkpoint to MMEngine's ``load_checkpoint``
-    (``tools/test.py``, ``tools/image_demo.py``), which cannot rename keys.
-    ``dst`` gets the format of ``tools/model_converters/transxnet_to_mm.py``:
-    ``state_dict`` with an mmpretrain ImageClassifier's ``backbone.*`` and
+    The one converter: ``tools/model_converters/transxnet_to_mm.py`` and the
+    tools that hand a checkpoint to MMEngine's ``load_checkpoint``
+    (``tools/test.py``, ``tools/image_demo.py``, which cannot rename keys).
+    ``dst`` gets ``state_dict`` with an mmpretrain ImageClassifier's ``backbone.*`` and
     ``head.fc.*`` (backbone only without ``with_head``) and ``meta`` (source
     file name, arch). Returns a one-line summary for the log, or None, writing
     nothing, when ``src`` does not hold the authors' keys (ours, or an
@@ -243,6 +207,7 @@ def official_to_mm_checkpoint(src: str,
         k[len('backbone.'):]: v
         for k, v in converted.items() if k.startswith('backbone.')
     })
+    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
     torch.save(
         dict(state_dict=converted,
              meta=dict(source=osp.basename(src), arch=arch)), dst)
@@ -324,9 +289,14 @@ def load_pretrained(model: nn.Module,
 
 
 def _arch_name(model: nn.Module) -> str:
-    from .transxnet import TransXNet
     arch = getattr(model, 'arch', None)
-    for name, setting in TransXNet.arch_settings.items():
+    for name, setting in _arch_settings().items():
         if len(name) == 1 and setting == arch:
             return name.upper()
     return 'custom'
+
+
+def _arch_settings() -> Dict[str, dict]:
+    """The backbone's ``arch_settings``, looked up in the registry (the model
+    imports this module, so importing it here would be a circle)."""
+    return MODELS.get('TransXNet').arch_settings

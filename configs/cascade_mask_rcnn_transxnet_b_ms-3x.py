@@ -1,0 +1,10 @@
+# Cascade Mask R-CNN 3x multi-scale, TransXNet-B backbone (not in the paper).
+# Settings: _base_/cascade_mask_rcnn_transxnet.py.
+_base_ = './_base_/cascade_mask_rcnn_transxnet.py'
+
+model = dict(
+    backbone=dict(
+        arch='b',
+        drop_path_rate=0.3,
+        init_cfg=dict(checkpoint='checkpoints/transx-b.pth.tar')),
+    neck=dict(in_channels=[76, 152, 336, 672]))

@@ -1,0 +1,10 @@
+# Cascade Mask R-CNN 3x multi-scale, TransXNet-S backbone (not in the paper).
+# Settings: _base_/cascade_mask_rcnn_transxnet.py.
+_base_ = './_base_/cascade_mask_rcnn_transxnet.py'
+
+model = dict(
+    backbone=dict(
+        arch='s',
+        drop_path_rate=0.2,
+        init_cfg=dict(checkpoint='checkpoints/transx-s.pth.tar')),
+    neck=dict(in_channels=[64, 128, 320, 512]))

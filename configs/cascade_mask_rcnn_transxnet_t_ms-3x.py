@@ -1,0 +1,10 @@
+# Cascade Mask R-CNN 3x multi-scale, TransXNet-T backbone (not in the paper).
+# Settings: _base_/cascade_mask_rcnn_transxnet.py.
+_base_ = './_base_/cascade_mask_rcnn_transxnet.py'
+
+model = dict(
+    backbone=dict(
+        arch='t',
+        drop_path_rate=0.1,
+        init_cfg=dict(checkpoint='checkpoints/transx-t.pth.tar')),
+    neck=dict(in_channels=[48, 96, 224, 448]))

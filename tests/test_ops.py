@@ -1,0 +1,248 @@
+"""The kernel layer (transxnet_mm.ops) and the paths a user takes around it:
+the switch, forward hooks at inference, double backward, autocast, layer
+depths for learning-rate decay, and the module layout."""
+import ast
+import os
+import os.path as osp
+
+import pytest
+import torch
+from conftest import ROOT
+from torch import nn
+
+from transxnet_mm import TransXNet
+from transxnet_mm.ops import kernels_enabled, use_kernels
+
+
+def rel_err(a, b) -> float:
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+# TransXNet-T's stages with fewer blocks: every kind of part, quickly.
+SMALL = dict(TransXNet.arch_settings['t'], depths=[1, 1, 2, 1])
+
+
+def _model(arch=SMALL, train=False, seed=0):
+    torch.manual_seed(seed)
+    model = TransXNet(arch)
+    # non-trivial statistics and layer scales, so every part matters
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2)
+    for name, p in model.named_parameters():
+        if 'layer_scale' in name and name.endswith('weight'):
+            p.data.uniform_(0.5, 1)
+    return model.train(train)
+
+
+def test_use_kernels_switch_restores_and_gives_same_outputs():
+    model = _model()
+    x = torch.randn(2, 3, 97, 131)
+    assert kernels_enabled()
+    with torch.no_grad():
+        on = model(x)
+        with use_kernels(False):
+            assert not kernels_enabled()
+            off = model(x)
+    assert kernels_enabled()
+    for a, b in zip(on, off):
+        assert rel_err(a, b) < 1e-5
+
+
+def _hook_counts(model, x, grad: bool):
+    counts = {}
+
+    def hook(module, args, out):
+        counts[module] = counts.get(module, 0) + 1
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    with torch.set_grad_enabled(grad):
+        out = model(x)
+    for h in handles:
+        h.remove()
+    return counts, out
+
+
+def test_every_forward_hook_runs_at_inference():
+    """Hooks (Grad-CAM, feature visualisation, FLOP counters) see every
+    module call at inference, as with gradients, and the outputs stay the
+    same; the hooked MS-FFN convs see their input unchanged."""
+    model = _model()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        plain = model(x)
+    infer, hooked_out = _hook_counts(model, x, grad=False)
+    train, _ = _hook_counts(model, x, grad=True)
+    assert infer == train
+    gelus = [m for m in model.modules() if isinstance(m, nn.GELU)]
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all(infer.get(m, 0) >= 1 for m in gelus + bns)
+    for a, b in zip(plain, hooked_out):
+        assert torch.equal(a, b) or rel_err(a, b) < 1e-6
+    msdw = model.stages[0].blocks[0].mlp.dwconv
+    seen = {}
+    h1 = msdw.register_forward_pre_hook(
+        lambda m, args: seen.update({'in': args[0].clone()}))
+    h2 = msdw.register_forward_hook(
+        lambda m, args, out: seen.update({'after': args[0].clone()}))
+    with torch.no_grad():
+        model(x)
+    h1.remove()
+    h2.remove()
+    assert torch.equal(seen['in'], seen['after'])
+
+
+@pytest.mark.parametrize('kernels', [True, False])
+def test_double_backward(kernels):
+    """A gradient penalty (create_graph=True) through every op, with the
+    kernels on (their backward then runs PyTorch's differentiable ops) and
+    off; both give the same second-order gradient."""
+    model = _model(train=True)
+    x = torch.randn(2, 3, 64, 64, requires_grad=True)
+    weights = [torch.randn(o.shape) for o in model(x)]
+    grads = []
+    for flag in (kernels, False):
+        model.zero_grad()
+        with use_kernels(flag):
+            out = sum((o * w).sum() for o, w in zip(model(x), weights))
+            (g, ) = torch.autograd.grad(out, x, create_graph=True)
+            g.square().sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()
+                                if p.grad is not None]))
+    assert torch.isfinite(grads[0]).all() and grads[0].abs().sum() > 0
+    assert rel_err(grads[0], grads[1]) < 1e-3
+
+
+def _bf16_errors(model, x, train: bool):
+    """Largest relative error of each output under CPU bf16 autocast
+    against float32, and of the input gradient when training."""
+    model.train(train)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad() if not train else torch.enable_grad():
+        xr = x.clone().requires_grad_(train)
+        ref = model(xr)
+        weights = [torch.randn(o.shape, generator=g) for o in ref]
+        if train:
+            sum((o * w).sum() for o, w in zip(ref, weights)).backward()
+        xa = x.clone().requires_grad_(train)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = model(xa)
+        if train:
+            sum((o.float() * w).sum()
+                for o, w in zip(out, weights)).backward()
+    errs = [rel_err(o.float(), r.float()) for o, r in zip(out, ref)]
+    if train:
+        errs.append(rel_err(xa.grad, xr.grad))
+    return errs
+
+
+@pytest.mark.parametrize('train', [False, True])
+def test_bf16_autocast_no_worse_than_plain_pytorch(train):
+    """bf16 autocast on CPU runs (training: forward and backward) and its
+    error against float32 is no larger than that of plain PyTorch ops under
+    the same autocast (the kernels step aside under autocast, and no
+    in-place sum keeps bf16 where autocast would promote)."""
+    model = _model()
+    x = torch.randn(2, 3, 96, 128)
+    ours = _bf16_errors(model, x, train)
+    with use_kernels(False):
+        plain = _bf16_errors(model, x, train)
+    assert all(e < 0.1 for e in ours), ours
+    for a, b in zip(ours, plain):
+        assert a <= b * 1.01 + 1e-6, (ours, plain)
+
+
+def test_layer_depths_for_learning_rate_decay():
+    """Every parameter gets a depth below the count, monotone in the
+    order the image flows through the stages and blocks."""
+    model = TransXNet('t')
+    num = sum(model.arch['depths']) + 2
+    names = [n for n, _ in model.named_parameters(prefix='backbone')]
+    flow = [n for i in range(4) for part in (
+        f'downsample_layers.{i}.', f'stages.{i}.relative_pos_bias',
+        f'stages.{i}.blocks.') for n in names if n.startswith(
+            'backbone.' + part)]
+    assert len(flow) + 8 == len(names)  # and the 4 output norms
+    last = -1
+    for name in flow:
+        depth, count = model.get_layer_depth(name, 'backbone.')
+        assert count == num and last <= depth < num - 1, name
+        last = depth
+    for name in set(names) - set(flow):
+        assert model.get_layer_depth(name, 'backbone.') == (num - 1, num)
+    assert model.get_layer_depth('backbone.downsample_layers.0.conv.weight',
+                                 'backbone.') == (0, num)
+    assert model.get_layer_depth('backbone.stages.3.blocks.2.norm1.weight',
+                                 'backbone.')[0] == num - 2
+    assert model.get_layer_depth('head.fc.weight', 'backbone.')[0] == num - 1
+
+
+def test_model_file_holds_only_the_paper_modules():
+    """The kernels live in transxnet_mm/ops: the model file defines no
+    autograd Function and stays short; importing any module alone works
+    (no import circle)."""
+    path = osp.join(ROOT, 'transxnet_mm', 'models', 'transxnet.py')
+    src = open(path).read()
+    assert 'autograd.Function' not in src
+    assert len(src.splitlines()) <= 550
+    tree = ast.parse(src)
+    assert {n.name for n in tree.body if isinstance(n, ast.ClassDef)} >= {
+        'IDConv', 'OSRA', 'DMixer', 'MSFFN', 'Block', 'TransXNet'}
+
+
+def _imports(path: str, package: str) -> set:
+    """The transxnet_mm modules a file imports, anywhere in it."""
+    out = set()
+    for node in ast.walk(ast.parse(open(path).read())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split('.')[:len(package.split('.')) -
+                                         node.level + 1]
+                name = '.'.join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module or ''
+            names = [name] + [f'{name}.{a.name}' for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        out.update(n for n in names if n.startswith('transxnet_mm'))
+    return out
+
+
+def test_no_import_circle():
+    """No module of the package imports one that imports it back (at any
+    depth, lazy imports inside functions included)."""
+    modules = {}
+    pkg_root = osp.join(ROOT, 'transxnet_mm')
+    for dirpath, _, files in os.walk(pkg_root):
+        for f in files:
+            if f.endswith('.py'):
+                path = osp.join(dirpath, f)
+                rel = osp.relpath(path, ROOT)[:-3].replace(os.sep, '.')
+                is_pkg = f == '__init__.py'
+                name = rel[:-len('.__init__')] if is_pkg else rel
+                package = name if is_pkg else name.rsplit('.', 1)[0]
+                modules[name] = (path, package)
+    graph = {name: {i for i in _imports(path, package) if i in modules
+                    and i != name and not name.startswith(i + '.')}
+             for name, (path, package) in modules.items()}
+    # a package's __init__ importing its own submodules is not a circle
+    state = {}
+
+    def visit(node, stack):
+        state[node] = 'open'
+        for nxt in graph[node]:
+            if state.get(nxt) == 'open':
+                cycle = stack[stack.index(nxt):] + [nxt]
+                if not all(c.startswith(cycle[0]) or cycle[0].startswith(c)
+                           for c in cycle):
+                    raise AssertionError(f'import circle: {cycle}')
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = 'done'
+
+    for name in graph:
+        if name not in state:
+            visit(name, [name])

@@ -1,0 +1,165 @@
+"""GELU then training-mode BatchNorm (optionally then a 1x1 conv) that saves
+only the GELU's input for backward.
+
+Plain autograd keeps three maps for ``bn(gelu(x))`` followed by a 1x1
+conv: x (for GELU's backward), gelu(x) (for BatchNorm's) and bn(...) (for
+the conv's weight gradient). GELU and the normalisation are cheap
+elementwise work, so these Functions keep x and the batch statistics only
+and recompute the other two maps in backward. In MS-FFN's hidden width
+(4-8x the block's channels) that is most of a training step's activation
+memory. Forward results are PyTorch's own ops (the same bits); running
+statistics are updated once, as ``nn.BatchNorm2d`` does.
+"""
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .inplace import inplace_
+from .pointwise import pointwise_conv2d
+from .switch import eager, hooked
+from .utils import needs_grad, plain_backward
+from ..torch_compat import autocast_enabled
+
+
+def fusable(act: nn.Module, bn: nn.Module, x: Tensor,
+            *others: nn.Module) -> bool:
+    """Whether ``bn(act(x))`` may run as one of these Functions: an exact
+    GELU and a plain BatchNorm2d in training mode, gradients recorded,
+    kernels on, no autocast and no hook on any module it would bypass
+    (SyncBN and the rest take the modules as they are)."""
+    return (type(act) is nn.GELU and act.approximate == 'none'
+            and type(bn) is nn.BatchNorm2d and bn.training
+            and bn.track_running_stats and bn.affine
+            and needs_grad(x, bn.weight) and eager()
+            and not autocast_enabled(x.device.type)
+            and not any(hooked(m) for m in (act, bn) + others))
+
+
+def _bn_train(g: Tensor, bn: nn.BatchNorm2d) -> Tuple[Tensor, Tensor, Tensor]:
+    """``bn(g)`` in training mode: output, batch mean and inverse std; the
+    running statistics updated as ``nn.BatchNorm2d.forward`` does."""
+    bn.num_batches_tracked.add_(1)
+    momentum = (1 / float(bn.num_batches_tracked) if bn.momentum is None
+                else bn.momentum)
+    return torch.ops.aten.native_batch_norm(
+        g, bn.weight, bn.bias, bn.running_mean, bn.running_var, True,
+        momentum, bn.eps)
+
+
+def _plain(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
+    """The same normalised map by differentiable ops (batch statistics, no
+    running update): for double backward."""
+    return F.batch_norm(F.gelu(x), None, None, weight, bias, True, 0., eps)
+
+
+def _bn_backward(ctx, grad: Tensor, g: Tensor, weight: Tensor, mean: Tensor,
+                 rstd: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    return torch.ops.aten.native_batch_norm_backward(
+        grad, g, weight, None, None, mean, rstd, True, ctx.eps,
+        [True, ctx.needs_input_grad[1], ctx.needs_input_grad[2]])
+
+
+class GeluBatchNorm(torch.autograd.Function):
+    """``batch_norm(gelu(x))`` in training, saving x and the statistics."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor,
+                bn: nn.BatchNorm2d) -> Tensor:
+        out, mean, rstd = _bn_train(F.gelu(x), bn)
+        ctx.eps = bn.eps
+        ctx.save_for_backward(x, weight, bias, mean, rstd)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple:
+        x, weight, bias, mean, rstd = ctx.saved_tensors
+        if torch.is_grad_enabled():  # double backward: differentiable ops
+            return plain_backward(_plain, ctx, (x, weight, bias), grad,
+                                  ctx.eps)
+        grad_g, grad_w, grad_b = _bn_backward(ctx, grad.contiguous(),
+                                              F.gelu(x), weight, mean, rstd)
+        return torch.ops.aten.gelu_backward(grad_g, x), grad_w, grad_b, None
+
+
+class GeluBatchNormConv1x1(torch.autograd.Function):
+    """``conv1x1(batch_norm(gelu(x)))`` in training, saving x and the
+    statistics: the normalised map the conv reads is recomputed in
+    backward for its weight gradient."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor,
+                conv_weight: Tensor, conv_bias: Optional[Tensor],
+                bn: nn.BatchNorm2d) -> Tensor:
+        y, mean, rstd = _bn_train(F.gelu(x), bn)
+        ctx.eps = bn.eps
+        ctx.has_conv_bias = conv_bias is not None
+        ctx.save_for_backward(x, weight, bias, conv_weight, conv_bias, mean,
+                              rstd)
+        return pointwise_conv2d(y, conv_weight, conv_bias)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple:
+        x, weight, bias, conv_weight, conv_bias, mean, rstd = \
+            ctx.saved_tensors
+        if torch.is_grad_enabled():  # double backward: differentiable ops
+            return plain_backward(
+                lambda *t: F.conv2d(_plain(*t[:3], t[-1]), t[3], t[4]), ctx,
+                (x, weight, bias, conv_weight, conv_bias), grad, ctx.eps)
+        g = F.gelu(x)
+        B, C = g.shape[:2]
+        w2 = conv_weight.reshape(conv_weight.shape[0], C)
+        grad3 = grad.reshape(B, w2.shape[0], -1)
+        grad_cw = grad_cb = None
+        if ctx.needs_input_grad[3]:
+            scale = (rstd * weight).view(1, C, 1, 1)
+            shift = (bias - mean * rstd * weight).view(1, C, 1, 1)
+            y = torch.addcmul(shift, g, scale).reshape(B, C, -1)
+            grad_cw = torch.einsum('bon,bin->oi', grad3, y).view_as(
+                conv_weight)
+            del y
+        if ctx.has_conv_bias and ctx.needs_input_grad[4]:
+            grad_cb = grad3.sum((0, 2))
+        grad_y = torch.matmul(w2.T, grad3).view_as(g)
+        grad_g, grad_w, grad_b = _bn_backward(ctx, grad_y, g, weight, mean,
+                                              rstd)
+        return (torch.ops.aten.gelu_backward(grad_g, x), grad_w, grad_b,
+                grad_cw, grad_cb, None)
+
+
+def gelu_bn_seq(act: nn.Module, bn: nn.Module, seq: nn.Sequential,
+                x: Tensor) -> Tensor:
+    """``seq(bn(act(x)))`` for a Sequential ``seq`` that starts with a 1x1
+    conv: its conv through :class:`GeluBatchNormConv1x1` where
+    :func:`fusable`, then its other layers; else the modules (in place at
+    inference)."""
+    conv = seq[0]
+    if fusable(act, bn, x, seq, conv) and _is_1x1(conv):
+        x = GeluBatchNormConv1x1.apply(x, bn.weight, bn.bias, conv.weight,
+                                       conv.bias, bn)
+        for layer in seq[1:]:
+            x = layer(x)
+        return x
+    return seq(inplace_(bn, inplace_(act, x)))
+
+
+def _is_1x1(conv: nn.Module) -> bool:
+    return (isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1)
+            and conv.groups == 1 and conv.stride == (1, 1)
+            and conv.padding == (0, 0) and not hooked(conv))
+
+
+def fused_step(layers: Sequence[nn.Module], i: int,
+               x: Tensor) -> Tuple[Optional[Tensor], int]:
+    """For a layer list at position ``i``: a GELU and BatchNorm (and a 1x1
+    conv after them) run as one Function where :func:`fusable`. Returns the
+    output and the number of layers consumed, or (None, 0)."""
+    if i + 1 >= len(layers) or not fusable(layers[i], layers[i + 1], x):
+        return None, 0
+    bn = layers[i + 1]
+    if i + 2 < len(layers) and _is_1x1(layers[i + 2]):
+        conv = layers[i + 2]
+        return GeluBatchNormConv1x1.apply(x, bn.weight, bn.bias, conv.weight,
+                                          conv.bias, bn), 3
+    return GeluBatchNorm.apply(x, bn.weight, bn.bias, bn), 2

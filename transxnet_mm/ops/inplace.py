@@ -1,0 +1,65 @@
+"""In-place shortcuts at inference: elementwise layers and residual sums
+written into the fresh intermediate map they read.
+
+Measured on TransXNet-S at 800x1216 (2 threads): forward 2.65 -> 1.84 s and
+a lower peak, since each fresh 89 MiB map costs ~0.16 ms/MB in page faults
+(fresh 231 MB: 49 ms to fill vs 13 ms reused). GELU gives the same bits,
+BatchNorm agrees to float32 rounding (4.8e-7 on values of order 1), sums are
+the same additions. Only where :func:`~.switch.inference` holds, and a
+module with a hook is always called as it is (:func:`~.switch.hooked`).
+"""
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from .switch import hooked, inference
+
+
+def inplace_(layer: nn.Module, x: Tensor) -> Tensor:
+    """``layer(x)``, written into ``x`` at inference if ``layer`` is an
+    exact GELU or an eval-mode BatchNorm. ``x`` must be a fresh map that
+    nothing else reads."""
+    if not inference(x) or hooked(layer):
+        return layer(x)
+    if isinstance(layer, nn.GELU) and layer.approximate == 'none':
+        return torch.ops.aten.gelu_(x)
+    if (isinstance(layer, _BatchNorm) and not layer.training
+            and layer.running_var is not None):
+        # PyTorch's eval formula: x * alpha + beta.
+        alpha = 1 / torch.sqrt(layer.running_var + layer.eps)
+        beta = -layer.running_mean * alpha
+        if layer.affine:
+            alpha = alpha * layer.weight
+            beta = layer.bias - layer.running_mean * alpha
+        shape = (-1, ) + (1, ) * (x.dim() - 2)
+        return x.mul_(alpha.view(shape)).add_(beta.view(shape))
+    return layer(x)
+
+
+def add_residual(branch: Tensor, x: Tensor) -> Tensor:
+    """``x + branch``; at inference written into ``branch``, a fresh map the
+    branch just made, when that keeps the sum's dtype."""
+    if (inference(branch) and branch.shape == x.shape
+            and branch.dtype == x.dtype):
+        return branch.add_(x)
+    return x + branch
+
+
+def split_convs(x: Tensor, splits: Sequence[int], convs: Sequence[nn.Module],
+                residual: bool, owner: nn.Module) -> Tensor:
+    """``cat([conv(part) for each channel group of x]) (+ x if residual)``.
+
+    At inference with ``residual`` each group's sum is written over its
+    slice of ``x`` once that group's conv has read it (the same additions):
+    two fewer hidden-size maps at the peak. ``x`` is then overwritten, so
+    ``owner`` (the calling module) must receive a fresh map; with a hook on
+    it, nothing is overwritten."""
+    parts = x.split(list(splits), dim=1)
+    if residual and inference(x) and not hooked(owner):
+        for conv, part in zip(convs, parts):
+            part += conv(part)
+        return x
+    out = torch.cat([conv(p) for conv, p in zip(convs, parts)], dim=1)
+    return out + x if residual else out

@@ -1,0 +1,30 @@
+"""Small helpers shared by the autograd Functions of :mod:`transxnet_mm.ops`."""
+from typing import Callable, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+
+def needs_grad(*tensors: Optional[Tensor]) -> bool:
+    """Whether autograd records a call on these tensors."""
+    return torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in tensors)
+
+
+def plain_backward(op: Callable[..., Tensor], ctx,
+                   inputs: Sequence[Optional[Tensor]], grad: Tensor,
+                   *args) -> tuple:
+    """The gradients of ``op(*inputs, *args)`` by PyTorch's own
+    (differentiable) backward: what a Function's backward returns when asked
+    for a graph of its own (``create_graph=True``, double backward), which
+    its fast, in-place formulas cannot give. ``args`` are non-tensor
+    arguments; one ``None`` gradient is appended for each."""
+    with torch.enable_grad():
+        out = op(*inputs, *args)
+        wanted = [t for t, need in zip(inputs, ctx.needs_input_grad)
+                  if need and t is not None]
+        grads = iter(torch.autograd.grad(out, wanted, grad,
+                                         create_graph=True))
+    result = [next(grads) if need and t is not None else None
+              for t, need in zip(inputs, ctx.needs_input_grad)]
+    return tuple(result) + (None, ) * len(args)

@@ -1,0 +1,134 @@
+"""One place for each torch API newer than torch 2.1 that transxnet_mm uses.
+
+transxnet_mm supports torch 2.1 (the torch that mmcv 2.1.0 has prebuilt
+CUDA wheels for) through 2.13. Each function here calls the newer API when
+the installed torch has it and an equivalent of torch 2.1 otherwise, so the
+rest of the package never tests torch versions itself. Tests hide the newer
+APIs to check the fallbacks (tests/test_torch_compat.py).
+
+APIs the package uses that torch 2.1 already has, so need nothing here:
+``F.scaled_dot_product_attention(scale=...)`` (2.1), ``Tensor.mT`` (1.11),
+``torch.load(weights_only=...)`` (1.13), ``torch.ops.aten.convolution_backward``
+and ``torch.ops.aten.gelu_``, ``torch.compile`` (2.0), ``torch.jit.is_tracing``.
+"""
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator
+
+import torch
+
+__all__ = ['is_compiling', 'autocast_enabled', 'autocast_dtype',
+           'safe_globals', 'load_defaults_to_weights_only']
+
+
+def _dynamo_is_compiling() -> bool:
+    # torch._dynamo is a lazy submodule of torch 2.0-2.2: imported on first
+    # use, not by ``import transxnet_mm``.
+    return torch._dynamo.is_compiling()
+
+
+def _pick_is_compiling() -> Callable[[], bool]:
+    if hasattr(getattr(torch, 'compiler', None), 'is_compiling'):
+        return torch.compiler.is_compiling  # torch >= 2.3
+    return _dynamo_is_compiling
+
+
+def _pick_autocast_takes_device() -> bool:
+    try:
+        torch.is_autocast_enabled('cpu')  # torch >= 2.4
+        return True
+    except TypeError:  # "is_autocast_enabled() takes no arguments (1 given)"
+        return False
+
+
+# Chosen once at import: Dynamo (torch 2.1) cannot trace the feature checks
+# (hasattr on modules, try/except), only the chosen call.
+_is_compiling = _pick_is_compiling()
+_AUTOCAST_TAKES_DEVICE = _pick_autocast_takes_device()
+
+
+def is_compiling() -> bool:
+    """Whether the caller is being traced by ``torch.compile`` (Dynamo).
+
+    ``torch.compiler.is_compiling`` exists from torch 2.3; before, the same
+    flag is ``torch._dynamo.is_compiling`` (torch 2.0-2.2). Both are constant
+    folded to True while Dynamo traces, so code behind them is compiled out.
+    """
+    return _is_compiling()
+
+
+def autocast_enabled(device_type: str) -> bool:
+    """Whether ``torch.autocast`` is on for ``device_type`` ('cpu', 'cuda',
+    ...).
+
+    ``torch.is_autocast_enabled(device_type)`` takes the device from torch
+    2.4; torch 2.1-2.3 have one function per device instead:
+    ``torch.is_autocast_enabled()`` for CUDA, ``torch.is_autocast_cpu_enabled()``
+    for CPU and ``torch.is_autocast_<device>_enabled()`` for the others (a
+    device without one has no autocast: False).
+    """
+    if _AUTOCAST_TAKES_DEVICE:
+        return torch.is_autocast_enabled(device_type)
+    if device_type == 'cuda':
+        return torch.is_autocast_enabled()
+    fn = getattr(torch, f'is_autocast_{device_type}_enabled', None)
+    return bool(fn()) if fn is not None else False
+
+
+def autocast_dtype(device_type: str) -> torch.dtype:
+    """The dtype ``torch.autocast`` casts to on ``device_type`` (set or
+    default, whether or not autocast is on).
+
+    ``torch.get_autocast_dtype(device_type)`` exists from torch 2.4; torch
+    2.1-2.3 have ``torch.get_autocast_gpu_dtype()`` for CUDA,
+    ``torch.get_autocast_cpu_dtype()`` for CPU and
+    ``torch.get_autocast_<device>_dtype()`` for the others.
+    """
+    if hasattr(torch, 'get_autocast_dtype'):
+        return torch.get_autocast_dtype(device_type)
+    name = 'gpu' if device_type == 'cuda' else device_type
+    fn = getattr(torch, f'get_autocast_{name}_dtype', None)
+    if fn is None:
+        raise ValueError(f'torch {torch.__version__} has no autocast for '
+                         f'device type {device_type!r}')
+    return fn()
+
+
+def load_defaults_to_weights_only() -> bool:
+    """Whether a bare ``torch.load(path)`` refuses pickled objects (torch >=
+    2.6 defaults to ``weights_only=True``; torch 2.1-2.5 to False)."""
+    major, minor = (int(v) for v in torch.__version__.split('.')[:2])
+    return (major, minor) >= (2, 6)
+
+
+@contextmanager
+def safe_globals(objs: Iterable) -> Iterator[None]:
+    """Allow ``objs`` (classes, functions) in ``weights_only`` loads inside
+    this block only.
+
+    - torch >= 2.5: ``torch.serialization.safe_globals``.
+    - torch 2.4: ``add_safe_globals`` (process-wide); the previous allow-list
+      is put back on exit.
+    - torch 2.1-2.3 have no allow-list. Nothing is needed there for the loads
+      this package makes (``torch.load`` without ``weights_only``, e.g.
+      MMEngine's ``CheckpointLoader``): their default is ``weights_only=False``,
+      which unpickles these objects anyway. An explicit
+      ``torch.load(weights_only=True)`` still refuses them there.
+    """
+    objs = list(objs)
+    serialization = torch.serialization
+    scoped = getattr(serialization, 'safe_globals', None)
+    if scoped is not None:
+        with scoped(objs):
+            yield
+        return
+    add = getattr(serialization, 'add_safe_globals', None)
+    if add is None:
+        yield
+        return
+    previous = list(serialization.get_safe_globals())
+    add(objs)
+    try:
+        yield
+    finally:
+        serialization.clear_safe_globals()
+        add(previous)
