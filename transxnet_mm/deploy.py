@@ -36,6 +36,8 @@ from mmengine.config import Config
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
+from .ops import use_kernels
+
 # The ONNX opset of the exported files (onnxruntime >= 1.16 runs it).
 OPSET = 18
 # --verify fails above this difference from PyTorch, relative to the largest
@@ -128,8 +130,8 @@ def export_friendly_ops() -> Iterator[None]:
       actual size (:func:`_pool_matrix`).
 
     Both are keyed on the ``torch.nn.functional`` op, not on a module, and
-    restored on exit. The lead's ``transxnet_mm.ops.use_kernels(False)``
-    (plain PyTorch ops only) is entered too when it exists.
+    restored on exit. Inside, :func:`transxnet_mm.ops.use_kernels` is off:
+    the backbone runs plain PyTorch ops only.
     """
     conv2d, pool2d = F.conv2d, F.adaptive_avg_pool2d
 
@@ -153,12 +155,7 @@ def export_friendly_ops() -> Iterator[None]:
     try:
         with ExitStack() as stack:
             stack.enter_context(_integer_upsample_sizes())
-            try:
-                from transxnet_mm.ops import use_kernels
-            except ImportError:  # before the kernels moved to ops/
-                pass
-            else:
-                stack.enter_context(use_kernels(False))
+            stack.enter_context(use_kernels(False))
             yield
     finally:
         F.conv2d, F.adaptive_avg_pool2d = conv2d, pool2d
