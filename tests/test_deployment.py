@@ -49,6 +49,9 @@ def stressed(config: str):
             elif isinstance(m, _BatchNorm):
                 m.running_mean.normal_(0, 0.1, generator=gen)
                 m.running_var.uniform_(0.5, 2, generator=gen)
+        head = getattr(model, 'bbox_head', None)
+        if hasattr(head, 'retina_cls'):  # scores around 0.5: many boxes
+            head.retina_cls.bias.zero_()
     return model, task
 
 
@@ -93,8 +96,6 @@ def test_onnx_detections_equal_pytorch(onnx_dir, coco_sample):
     detections (same labels, boxes within 1 px)."""
     model, task, session = exported('retinanet', onnx_dir)
     image = osp.join(coco_sample, 'val2017', '000000074646.jpg')
-    with torch.no_grad():  # scores spread around 0.5: many detections
-        model.bbox_head.retina_cls.bias.zero_()
     ref = deploy.predict_torch(task, [image])[0].pred_instances
     out = deploy.predict_onnx(session, task, [image])[0].pred_instances
     assert len(ref) == len(out) > 10
