@@ -194,7 +194,6 @@ def test_no_decay_keys_match_parameters():
 def test_layer_decay_example_config():
     """The example builds mmpretrain's layer-decay optimizer: parameters
     deeper in the backbone get larger learning rates."""
-    from transxnet_mm import TransXNet
     cfg = Config.fromfile(osp.join(
         ROOT, 'configs/transxnet_t_in1k_layer-decay-example.py'))
     opt = cfg.optim_wrapper
@@ -202,8 +201,6 @@ def test_layer_decay_example_config():
     assert opt.paramwise_cfg.layer_decay_rate == 0.8
     assert cfg.model.backbone.init_cfg.checkpoint == \
         'checkpoints/transx-t.pth.tar'
-    if not hasattr(TransXNet, 'get_layer_depth'):
-        pytest.skip('TransXNet.get_layer_depth is not there yet')
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
     model, _ = build_model(cfg)

@@ -113,8 +113,9 @@ class IDConv(nn.Module):
                 "descriptor (as in the authors' model), which needs at least "
                 '2 images. Use a batch of 2 or more per GPU (the paper: 2), '
                 'SyncBN across GPUs, or eval mode for inference; for a last '
-                'partial batch of one image set '
-                'train_dataloader.batch_sampler.drop_last=True.')
+                'partial batch of one image, wrap the batch sampler in '
+                "dict(type='FullBatchSampler', ...) as our configs do, or "
+                'set its drop_last=True.')
 
     def forward(self, x: Tensor) -> Tensor:
         B, C, H, W = x.shape

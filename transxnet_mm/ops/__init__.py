@@ -7,7 +7,8 @@ themselves where they do not apply (see :mod:`.switch`).
 """
 from .attention import biased_attention
 from .bias_resize import BicubicResize, bicubic, resize_bias, resize_pos_bias
-from .depthwise import DepthwiseConv2dCPU, depthwise_conv2d
+from .depthwise import (DepthwiseConv2dChannelsLast, DepthwiseConv2dCPU,
+                        depthwise_conv2d)
 from .gelu_bn import GeluBatchNorm, GeluBatchNormConv1x1, gelu_bn_seq
 from .inplace import add_residual, inplace_, split_convs
 from .layers import Conv1x1, DWConv2d, LeanSequential
@@ -16,7 +17,8 @@ from .switch import kernels_enabled, use_kernels
 
 __all__ = [
     'biased_attention', 'BicubicResize', 'bicubic', 'resize_bias',
-    'resize_pos_bias', 'DepthwiseConv2dCPU', 'depthwise_conv2d',
+    'resize_pos_bias', 'DepthwiseConv2dCPU', 'DepthwiseConv2dChannelsLast',
+    'depthwise_conv2d',
     'GeluBatchNorm', 'GeluBatchNormConv1x1', 'gelu_bn_seq',
     'Conv1x1', 'DWConv2d', 'LeanSequential', 'add_residual', 'inplace_', 'split_convs',
     'PointwiseConv2dCPU', 'pointwise_conv2d', 'kernels_enabled',
