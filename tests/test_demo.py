@@ -34,7 +34,7 @@ def test_split_is_honest_and_never_trains_on_one_image(coco_sample, path):
     assert ids['train_dataloader'] == ids['val_dataloader']
     assert len(ids['train_dataloader']) == 8
     assert ids['test_dataloader'] == {86956, 424349}
-    assert cfg.train_dataloader.batch_sampler.drop_last
+    assert cfg.train_dataloader.batch_sampler.type == 'FullBatchSampler'
     assert len(ids['train_dataloader']) % cfg.train_dataloader.batch_size == 0
     # Each split is scored against its own ground truth only.
     assert cfg.val_evaluator.ann_file is None

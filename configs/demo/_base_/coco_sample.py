@@ -51,10 +51,10 @@ def _coco_sample() -> dict:  # a function: MMEngine leaves it out of the config
                 # descriptor needs 2 images per BatchNorm in training).
                 norm_cfg=dict(type='BN', requires_grad=True))),
         train_dataloader=dict(
-            batch_size=2,
             # 8 images in batches of 2 (by aspect ratio: 2 portrait, 6
-            # landscape); drop_last keeps a batch of 1 out for good.
-            batch_sampler=dict(drop_last=True),
+            # landscape); the paper configs' FullBatchSampler pads any
+            # short batch, so none has 1 image.
+            batch_size=2,
             dataset=dict(
                 indices=train_indices,
                 pipeline=[
