@@ -1,11 +1,23 @@
 """Speed and memory of the TransXNet backbone: our default path against the
-authors' computation (``transxnet_mm/models/reference.py``: the bias resized
-in every block, explicit softmax attention), same weights, same run.
+authors' computation, same weights, same run.
 
     python tools/analysis_tools/benchmark_backbone.py [--archs t s b]
+        [--authors-model ../shared/reference/authors_transxnet_dense.py]
         [--sizes 224x224x8 512x512x2 800x1216x1] [--modes eval train]
         [--runs 5] [--warmup 2] [--threads 2] [--device cpu|cuda]
-        [--keep-freed-memory]
+        [--contention] [--keep-freed-memory] [--impls ...]
+
+The baseline is the authors' own model file when ``--authors-model PATH``
+names one (any file defining their ``TransXNet(arch=..., fork_feat=True)``;
+our weights are handed to it in their key names through our converter),
+else ``transxnet_mm/models/reference.py``, our step-by-step formulation of
+their computation. ``--impls`` adds columns: ``plain`` is our model with the
+kernels of :mod:`transxnet_mm.ops` turned off.
+
+``--contention`` measures every cell twice: quiet, and while a second
+process runs a matrix-product loop on ``--threads`` threads (as a data
+loader, another job or a second model would), the implementations
+alternating in the same conditions.
 
 eval = forward without gradients (model.eval()); train = forward + backward
 of a training step (train mode, batch statistics; no optimizer step) with at
@@ -25,6 +37,7 @@ runs both columns with glibc keeping freed memory (the environment variables
 MALLOC_MMAP_MAX_=0 and MALLOC_TRIM_THRESHOLD_), which users can set too.
 """
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -38,6 +51,7 @@ import torch
 from transxnet_mm.models import TransXNet
 from transxnet_mm.models.convert import to_official
 from transxnet_mm.models.reference import reference_forward
+from transxnet_mm.ops import use_kernels
 
 
 def parse_args():
@@ -48,8 +62,15 @@ def parse_args():
                         help='HxWxBATCH')
     parser.add_argument('--modes', nargs='+', default=['eval', 'train'],
                         choices=['eval', 'train'])
-    parser.add_argument('--impls', nargs='+', default=['reference', 'default'],
-                        choices=['reference', 'default'])
+    parser.add_argument('--authors-model', metavar='PATH',
+                        help="the authors' model file, the baseline")
+    parser.add_argument('--impls', nargs='+', default=[],
+                        choices=['reference', 'plain'],
+                        help='more columns: reference.py, or ours with the '
+                        'kernels off')
+    parser.add_argument('--contention', action='store_true',
+                        help='also measure each cell while a second process '
+                        'runs a matrix-product loop')
     parser.add_argument('--runs', type=int, default=5)
     parser.add_argument('--warmup', type=int, default=2,
                         help='warm-up steps (at least 2: the first two '
@@ -62,6 +83,8 @@ def parse_args():
                         '(MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_ large): '
                         'fewer page faults, steadier and faster on CPU')
     parser.add_argument('--worker', nargs=6, help=argparse.SUPPRESS)
+    parser.add_argument('--contender', action='store_true',
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.warmup < 2:
         parser.error('--warmup must be at least 2: the first two steps '
@@ -85,12 +108,36 @@ def cpu_peak_bytes(step, steps: int = 2) -> int:
     return peak
 
 
+def authors_model(path: str, arch: str, state_dict: dict) -> torch.nn.Module:
+    """The authors' dense TransXNet from their model file, holding our
+    weights (their key names from our converter; output norm i is their
+    ``norm{2i}``)."""
+    if not os.path.isfile(path):
+        raise SystemExit(f'--authors-model {path!r} does not exist: give the '
+                         f"path of the authors' model file, e.g. "
+                         f'../shared/reference/authors_transxnet_dense.py')
+    spec = importlib.util.spec_from_file_location('authors_transxnet', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.TransXNet(arch=arch, fork_feat=True, drop_path_rate=0.)
+    sd, norms = to_official(state_dict)
+    sd.update((f'norm{2 * int(k[4])}{k[5:]}', v) for k, v in norms.items())
+    model.load_state_dict(sd)
+    return model
+
+
 def run_cell(arch, h, w, batch, mode, impl, runs, warmup, device) -> dict:
     """One measurement; runs inside its own process."""
     torch.manual_seed(0)
     train = mode == 'train'
     model = TransXNet(arch)
     x = torch.randn(batch, 3, h, w, device=device)
+    if impl not in ('reference', 'default', 'plain'):
+        model = authors_model(impl, arch, model.state_dict())
+        impl = 'default'
+    if impl == 'plain':
+        kernels = use_kernels(False)
+        kernels.__enter__()  # for the whole worker process
     if impl == 'reference':
         sd, norms = to_official(model.state_dict())
         del model
@@ -155,8 +202,41 @@ def machine(device: str, threads: int) -> str:
     return f'{model}, {threads} threads'
 
 
+def contender(threads: int) -> None:
+    """The competing process: matrix products on ``threads`` threads until
+    killed."""
+    torch.set_num_threads(threads)
+    a = torch.randn(1024, 1024)
+    while True:
+        a = torch.tanh(a @ a)
+
+
+def measure(args, env, cell, impl, busy: bool) -> dict:
+    arch, h, w, batch, mode = cell
+    cmd = [sys.executable, __file__, '--worker', arch, h, w, batch, mode,
+           impl, '--runs', str(args.runs), '--warmup', str(args.warmup),
+           '--threads', str(args.threads), '--device', args.device]
+    other = subprocess.Popen([sys.executable, __file__, '--contender',
+                              '--threads', str(args.threads)],
+                             env=env) if busy else None
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    finally:
+        if other is not None:
+            other.kill()
+            other.wait()
+    line = [x for x in out.stdout.splitlines() if x.startswith('RESULT ')]
+    if out.returncode != 0 or not line:
+        raise SystemExit(f'{arch} {h}x{w} {mode} {impl} failed:\n'
+                         f'{out.stderr[-2000:]}')
+    return json.loads(line[0][len('RESULT '):])
+
+
 def main():
     args = parse_args()
+    if args.contender:
+        contender(args.threads)
+        return
     if args.worker:
         torch.set_num_threads(args.threads)
         arch, h, w, batch, mode, impl = args.worker
@@ -164,14 +244,20 @@ def main():
                        args.runs, args.warmup, args.device)
         print('RESULT ' + json.dumps(res))
         return
+    base = args.authors_model or 'reference'
+    base_name = 'authors' if args.authors_model else 'reference'
+    impls = [(base_name, base)] + [(i, i) for i in args.impls
+                                   if i != base_name] + [('ours', 'default')]
     print(f'TransXNet backbone benchmark: {machine(args.device, args.threads)}'
           f'; torch {torch.__version__}; median of {args.runs} runs after '
-          f'{args.warmup} warm-up' + ('; glibc keeping freed memory'
-                                      if args.keep_freed_memory else ''))
-    header = ('| arch | input | mode | reference ms | default ms | speed-up '
-              '| default img/s | reference peak MB | default peak MB | '
-              'memory ratio |')
-    print(header + '\n' + '|---' * 10 + '|', flush=True)
+          f'{args.warmup} warm-up; baseline: {base}' +
+          ('; glibc keeping freed memory' if args.keep_freed_memory else ''))
+    cols = [f'{n} ms' for n, _ in impls] + [f'speed-up vs {base_name}']
+    if args.contention:
+        cols += [f'{n} ms busy' for n, _ in impls] + ['speed-up busy']
+    cols += [f'{base_name} peak MB', 'ours peak MB', 'memory ratio']
+    header = '| arch | input | mode | ' + ' | '.join(cols) + ' |'
+    print(header + '\n' + '|---' * (3 + len(cols)) + '|', flush=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
                MKL_NUM_THREADS=str(args.threads))
     if args.keep_freed_memory:
@@ -182,32 +268,21 @@ def main():
             for mode in args.modes:
                 batch = str(max(int(size_batch), 2) if mode == 'train' else
                             int(size_batch))
-                res = {}
-                for impl in args.impls:
-                    out = subprocess.run(
-                        [sys.executable, __file__, '--worker', arch, h, w,
-                         batch, mode, impl, '--runs', str(args.runs),
-                         '--warmup', str(args.warmup), '--threads',
-                         str(args.threads), '--device', args.device],
-                        capture_output=True, text=True, env=env)
-                    line = [x for x in out.stdout.splitlines()
-                            if x.startswith('RESULT ')]
-                    if out.returncode != 0 or not line:
-                        raise SystemExit(f'{arch} {size} {mode} {impl} '
-                                         f'failed:\n{out.stderr[-2000:]}')
-                    res[impl] = json.loads(line[0][len('RESULT '):])
-                ref, dft = res.get('reference'), res.get('default')
+                cell = (arch, h, w, batch, mode)
                 cells = [arch.upper(), f'{batch}x{h}x{w}', mode]
-                cells.append(f'{ref["median"] * 1e3:.0f}' if ref else '-')
-                cells.append(f'{dft["median"] * 1e3:.0f}' if dft else '-')
-                cells.append(f'{ref["median"] / dft["median"]:.2f}x'
-                             if ref and dft else '-')
-                cells.append(f'{int(batch) / dft["median"]:.2f}'
-                             if dft else '-')
-                cells.append(f'{ref["peak_mb"]:.0f}' if ref else '-')
-                cells.append(f'{dft["peak_mb"]:.0f}' if dft else '-')
-                cells.append(f'{dft["peak_mb"] / ref["peak_mb"]:.2f}'
-                             if ref and dft and ref['peak_mb'] else '-')
+                quiet = None
+                for busy in ([False, True] if args.contention else [False]):
+                    res = {n: measure(args, env, cell, impl, busy)
+                           for n, impl in impls}
+                    quiet = quiet or res
+                    cells += [f'{res[n]["median"] * 1e3:.0f}'
+                              for n, _ in impls]
+                    ratio = res[base_name]['median'] / res['ours']['median']
+                    cells.append(f'{ratio:.2f}x')
+                ref, ours = quiet[base_name], quiet['ours']
+                cells += [f'{ref["peak_mb"]:.0f}', f'{ours["peak_mb"]:.0f}',
+                          f'{ours["peak_mb"] / ref["peak_mb"]:.2f}'
+                          if ref['peak_mb'] else '-']
                 print('| ' + ' | '.join(cells) + ' |', flush=True)
 
 
