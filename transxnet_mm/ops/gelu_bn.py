@@ -116,8 +116,10 @@ class GeluBatchNormConv1x1(torch.autograd.Function):
             scale = (rstd * weight).view(1, C, 1, 1)
             shift = (bias - mean * rstd * weight).view(1, C, 1, 1)
             y = torch.addcmul(shift, g, scale).reshape(B, C, -1)
-            grad_cw = torch.einsum('bon,bin->oi', grad3, y).view_as(
-                conv_weight)
+            grad_cw = grad3[0] @ y[0].T  # per sample: no layout copies
+            for i in range(1, B):
+                grad_cw.addmm_(grad3[i], y[i].T)
+            grad_cw = grad_cw.view_as(conv_weight)
             del y
         if ctx.has_conv_bias and ctx.needs_input_grad[4]:
             grad_cb = grad3.sum((0, 2))
