@@ -210,7 +210,6 @@ def test_two_process_cpu_training_and_testing(coco_sample, tmp_path):
     work = str(tmp_path / 'dist')
     opts = ['--cfg-options', 'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
             'default_hooks.checkpoint.interval=1',
-            'train_dataloader.batch_sampler.drop_last=True',
             'model.test_cfg.score_thr=0.0',
             # as the paper configs: SyncBN, which gloo on CPU replaces by BN
             'model.backbone.norm_cfg.type=SyncBN']

@@ -388,8 +388,11 @@ def prepare(model: nn.Module, images: Sequence[str]) -> Tuple[Tensor, list]:
     preprocessor: the network's input batch and the data samples (image
     metas) the post-processing needs."""
     from mmengine.dataset import Compose
+    from mmengine.registry import DefaultScope
 
-    pipeline = Compose(test_pipeline(model.cfg))
+    # the config's own registry scope, whichever another model set last
+    with DefaultScope.overwrite_default_scope(model.cfg.get('default_scope')):
+        pipeline = Compose(test_pipeline(model.cfg))
     batch = dict(inputs=[], data_samples=[])
     for i, path in enumerate(images):
         if not osp.isfile(path):
