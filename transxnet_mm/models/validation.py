@@ -2,7 +2,6 @@
 names the problem and the fix instead of a shape error deep in a block."""
 from typing import Dict, Sequence, Tuple, Union
 
-import torch
 from torch import Tensor
 
 from ..torch_compat import autocast_enabled

@@ -136,13 +136,12 @@ def gelu_bn_seq(act: nn.Module, bn: nn.Module, seq: nn.Sequential,
     conv: its conv through :class:`GeluBatchNormConv1x1` where
     :func:`fusable`, then its other layers; else the modules (in place at
     inference)."""
-    conv = seq[0]
-    if fusable(act, bn, x, seq, conv) and _is_1x1(conv):
-        x = GeluBatchNormConv1x1.apply(x, bn.weight, bn.bias, conv.weight,
-                                       conv.bias, bn)
-        for layer in seq[1:]:
-            x = layer(x)
-        return x
+    if not hooked(seq) and _is_1x1(seq[0]):
+        out, used = fused_step([act, bn, seq[0]], 0, x)
+        if used:  # all three: seq[0] is a 1x1 conv
+            for layer in seq[1:]:
+                out = layer(out)
+            return out
     return seq(inplace_(bn, inplace_(act, x)))
 
 
