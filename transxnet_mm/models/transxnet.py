@@ -23,12 +23,11 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..ops import (Conv1x1, DWConv2d, LeanSequential, add_residual,
-                   depthwise_conv2d,
-                   biased_attention, gelu_bn_seq, resize_pos_bias,
-                   split_convs)
+                   biased_attention, depthwise_conv2d, gelu_bn_seq,
+                   resize_pos_bias, split_convs)
 from .convert import load_pretrained
-from .validation import (check_frozen_stages, check_input, parse_arch,
-                         parse_out_indices)
+from .validation import (check_bn_batch, check_frozen_stages, check_input,
+                         parse_arch, parse_out_indices)
 
 # The relative position biases are stored for a 224x224 input (the ImageNet
 # resolution) and resized to the actual attention shape at run time.
@@ -48,14 +47,13 @@ class ConvBN(LeanSequential):
             layers['act'] = nn.GELU()
         super().__init__(layers)
 
-
-def conv_bn(in_channels: int, out_channels: int, kernel_size: int,
-            stride: int, norm_cfg: dict) -> ConvBN:
-    """Bias-free convolution and BatchNorm: the stem and the downsampling
-    layers between stages."""
-    conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride,
-                     padding=kernel_size // 2, bias=False)
-    return ConvBN(conv, out_channels, norm_cfg)
+    @classmethod
+    def downsample(cls, in_channels: int, out_channels: int, kernel_size: int,
+                   stride: int, norm_cfg: dict) -> 'ConvBN':
+        """The stem and the layers between stages: strided conv, no bias."""
+        return cls(nn.Conv2d(in_channels, out_channels, kernel_size, stride,
+                             kernel_size // 2, bias=False), out_channels,
+                   norm_cfg)
 
 
 class LayerScale(nn.Module):
@@ -101,26 +99,10 @@ class IDConv(nn.Module):
         nn.init.trunc_normal_(self.weight, std=0.02)
         nn.init.trunc_normal_(self.bias, std=0.02)
 
-    def _check_batch(self, batch: int) -> None:
-        bn = self.proj[0].bn
-        if batch == 1 and bn.training and not (
-                isinstance(bn, nn.SyncBatchNorm)
-                and torch.distributed.is_available()
-                and torch.distributed.is_initialized()):
-            raise ValueError(
-                'TransXNet cannot take a training step on one image per '
-                "BatchNorm: IDConv normalises each sample's 1x1 pooled "
-                "descriptor (as in the authors' model), which needs at least "
-                '2 images. Use a batch of 2 or more per GPU (the paper: 2), '
-                'SyncBN across GPUs, or eval mode for inference; for a last '
-                'partial batch of one image, wrap the batch sampler in '
-                "dict(type='FullBatchSampler', ...) as our configs do, or "
-                'set its drop_last=True.')
-
     def forward(self, x: Tensor) -> Tensor:
         B, C, H, W = x.shape
         K, G = self.kernel_size, self.num_groups
-        self._check_batch(B)
+        check_bn_batch(self.proj[0].bn, B)
         attn = self.proj(self.pool(x)).reshape(B, G, C, K, K).softmax(dim=1)
         weight = (attn * self.weight.unsqueeze(0)).sum(dim=1)
         attn = self.proj(x.mean(dim=(2, 3), keepdim=True))
@@ -412,30 +394,23 @@ class TransXNet(BaseModule):
         self.downsample_layers = nn.ModuleList()
         self.stages = nn.ModuleList()
         bias_hw = math.ceil(BIAS_IMAGE_SIZE / STEM_STRIDE)
-        for i in range(self.num_stages):
-            if i == 0:
-                down = conv_bn(in_channels, self.channels[0], 7, STEM_STRIDE,
-                               norm_cfg)
+        a = self.arch
+        for i, (depth, ch) in enumerate(zip(depths, self.channels)):
+            if i == 0:  # the stem
+                down = ConvBN.downsample(in_channels, ch, 7, STEM_STRIDE,
+                                         norm_cfg)
             else:
-                down = conv_bn(self.channels[i - 1], self.channels[i], 3, 2,
-                               norm_cfg)
+                down = ConvBN.downsample(self.channels[i - 1], ch, 3, 2,
+                                         norm_cfg)
                 bias_hw = math.ceil(bias_hw / 2)
             self.downsample_layers.append(down)
             start = sum(depths[:i])
-            self.stages.append(
-                TransXNetStage(
-                    depths[i],
-                    self.channels[i],
-                    num_heads=self.arch['num_heads'][i],
-                    sr_ratio=self.arch['sr_ratios'][i],
-                    bias_hw=bias_hw,
-                    dpr=dpr[start:start + depths[i]],
-                    kernel_size=self.arch['kernel_sizes'][i],
-                    num_groups=self.arch['num_groups'][i],
-                    mlp_ratio=self.arch['mlp_ratios'][i],
-                    layer_scale_init=self.arch['layer_scale_init'],
-                    norm_cfg=norm_cfg,
-                    with_cp=with_cp))
+            self.stages.append(TransXNetStage(
+                depth, ch, a['num_heads'][i], a['sr_ratios'][i], bias_hw,
+                dpr[start:start + depth], kernel_size=a['kernel_sizes'][i],
+                num_groups=a['num_groups'][i], mlp_ratio=a['mlp_ratios'][i],
+                layer_scale_init=a['layer_scale_init'], norm_cfg=norm_cfg,
+                with_cp=with_cp))
         for i in self.out_indices:
             self.add_module(f'norm{i}', nn.GroupNorm(1, self.channels[i]))
         self.apply(self._init_module)

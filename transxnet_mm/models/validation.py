@@ -2,7 +2,8 @@
 names the problem and the fix instead of a shape error deep in a block."""
 from typing import Dict, Sequence, Tuple, Union
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
 from ..torch_compat import autocast_enabled
 
@@ -75,3 +76,21 @@ def check_input(x: Tensor, in_channels: int, weight: Tensor) -> None:
             f"The input is {x.dtype} but TransXNet's weights are "
             f'{weight.dtype}: cast the input (x.to({weight.dtype})) or run '
             f'under torch.autocast')
+
+
+def check_bn_batch(bn: nn.Module, batch: int) -> None:
+    """IDConv normalises each sample's 1x1 pooled descriptor (as in the
+    authors' model): a training BatchNorm needs 2 images or SyncBN."""
+    if batch == 1 and bn.training and not (
+            isinstance(bn, nn.SyncBatchNorm)
+            and torch.distributed.is_available()
+            and torch.distributed.is_initialized()):
+        raise ValueError(
+            'TransXNet cannot take a training step on one image per '
+            "BatchNorm: IDConv normalises each sample's 1x1 pooled "
+            "descriptor (as in the authors' model), which needs at least "
+            '2 images. Use a batch of 2 or more per GPU (the paper: 2), '
+            'SyncBN across GPUs, or eval mode for inference; for a last '
+            'partial batch of one image, wrap the batch sampler in '
+            "dict(type='FullBatchSampler', ...) as our configs do, or "
+            'set its drop_last=True.')
