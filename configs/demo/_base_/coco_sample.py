@@ -28,7 +28,7 @@ def _coco_sample() -> dict:  # a function: MMEngine leaves it out of the config
     # 0.4 of COCO's 640x480. No augmentation: a fit check asks whether the
     # model can fit these images, not whether it generalises.
     img_scale = (256, 256)
-    max_epochs = 80
+    max_epochs = 60
     max_iters = max_epochs * train_indices // 2
     warmup_iters = 20
     lr = 2e-4
