@@ -115,6 +115,24 @@ def test_onnx_segmentation_equal_pytorch(onnx_dir, coco_sample):
     assert (ref == out).float().mean() > 0.999
 
 
+@pytest.mark.parametrize('size,out', [((3136, 49), (60800, 950)),
+                                      ((784, 49), (15200, 950)),
+                                      ((196, 49), (1024, 256)),
+                                      ((10, 7), (5, 3))])
+def test_exported_bicubic_equals_pytorch(size, out):
+    """The export's separable bicubic resize (the position biases) gives
+    PyTorch's result: 800x1216 stages 1-2, 512x512 stage 3, a shrink."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 2, *size)
+    expected = torch.nn.functional.interpolate(
+        x, size=out, mode='bicubic', align_corners=False)
+    with deploy.export_friendly_ops():
+        got = torch.nn.functional.interpolate(
+            x, size=out, mode='bicubic', align_corners=False)
+    err = (got - expected).abs().max() / expected.abs().max()
+    assert err < 1e-5, err
+
+
 def test_static_file_rejects_other_shapes(onnx_dir):
     """A file exported without --dynamic says which shape it takes."""
     model, task = stressed(CONFIGS['cls'])
