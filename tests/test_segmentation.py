@@ -253,3 +253,24 @@ def test_train_evaluate_test_and_draw_on_real_sample(ade_sample, tmp_path):
     log = run_tool(['tools/image_demo.py', image, DEMO, ckpt,
                     '--out-dir', str(tmp_path / 'demo')])
     assert osp.isfile(tmp_path / 'demo' / '000000074646.jpg'), log[-2000:]
+
+
+def test_fit_check_splits_the_sample(ade_sample):
+    """tools/run_seg_demo.sh: trains and validates on the same 8 images, not
+    augmented, and tests on the other 2."""
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import DATASETS
+    cfg = Config.fromfile(
+        osp.join(ROOT, 'configs/demo/fpn_transxnet_t_ade20k_fitcheck.py'))
+    init_default_scope('mmseg')
+    names = {}
+    for split in ('train', 'val', 'test'):
+        dataset = cfg[f'{split}_dataloader'].dataset
+        dataset.data_root = ade_sample[0]
+        assert not any('Random' in t.type or 'Photo' in t.type
+                       for t in dataset.pipeline)
+        built = DATASETS.build(dataset)
+        names[split] = {osp.basename(built.get_data_info(i)['img_path'])
+                        for i in range(len(built))}
+    assert len(names['train']) == 8 and names['val'] == names['train']
+    assert len(names['test']) == 2 and not names['test'] & names['train']
