@@ -24,6 +24,9 @@ def biased_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor,
         attn = torch.baddbmm(
             bias.expand(B, h, N, M).reshape(B * h, N, M),
             q.reshape(B * h, N, d), k.reshape(B * h, M, d).mT, alpha=scale)
-        return attn.softmax(dim=-1).view(B, h, N, M) @ v
+        # bmm on the folded heads: the 4-D matmul's backward copies the
+        # transposed attention matrix for v's gradient.
+        return torch.bmm(attn.softmax(dim=-1),
+                         v.reshape(B * h, M, d)).view(B, h, N, d)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype),
                                           scale=scale)
