@@ -201,12 +201,13 @@ def export_friendly_ops() -> Iterator[None]:
                 @ _pool_matrix(W, size[1], input).T)
 
     def interpolate_(input, size=None, scale_factor=None, mode='nearest',
-                     align_corners=None, **kwargs):
+                     align_corners=None, *args, **kwargs):
         if (mode == 'bicubic' and not align_corners and size is not None
-                and scale_factor is None and input.dim() == 4):
+                and scale_factor is None and input.dim() == 4
+                and not any(args) and not kwargs.get('antialias')):
             return _bicubic_by_taps(input, _pair(size))
         return interpolate(input, size, scale_factor, mode, align_corners,
-                           **kwargs)
+                           *args, **kwargs)
 
     F.conv2d, F.adaptive_avg_pool2d, F.interpolate = (
         conv2d_, adaptive_avg_pool2d_, interpolate_)
