@@ -17,16 +17,25 @@ from .switch import cpu_kernel
 from .utils import needs_grad, plain_backward
 
 
-def _forward(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
-    """``weight (Co, Ci) @ x[b] (Ci, H*W)`` (+ bias) for each sample b."""
-    (B, C), Co = x.shape[:2], weight.shape[0]
-    x3, w = x.reshape(B, C, -1), weight.reshape(Co, C)
-    out = x.new_empty(B, Co, x3.shape[2])
-    for i in range(B):
+def per_sample_mm(w: Tensor, x3: Tensor,
+                  bias: Optional[Tensor] = None) -> Tensor:
+    """``w (Co, Ci) @ x3[b] (Ci, N)`` (+ bias) for each sample b, into one
+    (B, Co, N) map. ``torch.matmul(w, x3)`` computes the transposed product
+    and copies it back (stage 1 of T at 2x512x512: 40 ms product + 50 ms
+    copy, against ~6 ms)."""
+    out = x3.new_empty(x3.shape[0], w.shape[0], x3.shape[2])
+    for i in range(x3.shape[0]):
         if bias is None:
             torch.mm(w, x3[i], out=out[i])
         else:
-            torch.addmm(bias.view(Co, 1), w, x3[i], out=out[i])
+            torch.addmm(bias.view(-1, 1), w, x3[i], out=out[i])
+    return out
+
+
+def _forward(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """``weight (Co, Ci) @ x[b] (Ci, H*W)`` (+ bias) for each sample b."""
+    (B, C), Co = x.shape[:2], weight.shape[0]
+    out = per_sample_mm(weight.reshape(Co, C), x.reshape(B, C, -1), bias)
     return out.view(B, Co, *x.shape[2:])
 
 
@@ -50,10 +59,7 @@ class PointwiseConv2dCPU(torch.autograd.Function):
         grad = grad.reshape(B, Co, -1)
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = x3.new_empty(B, C, x3.shape[2])
-            for i in range(B):
-                torch.mm(w.T, grad[i], out=grad_x[i])
-            grad_x = grad_x.view_as(x)
+            grad_x = per_sample_mm(w.T, grad).view_as(x)
         if ctx.needs_input_grad[1]:
             grad_w = grad[0] @ x3[0].T
             for i in range(1, B):
