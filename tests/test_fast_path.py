@@ -9,7 +9,8 @@ from transxnet_mm import TransXNet
 from transxnet_mm.models.convert import convert_official, to_official
 from transxnet_mm.models.reference import reference_forward
 from transxnet_mm.ops import (BicubicResize, DepthwiseConv2dCPU,
-                              PointwiseConv2dCPU, resize_bias, use_kernels)
+                              PointwiseConv2dCPU, biased_attention,
+                              resize_bias, use_kernels)
 
 
 def rel_err(a, b) -> float:
@@ -210,3 +211,31 @@ def test_pointwise_conv_gradients(batch, bias):
     out.backward(grad.float())
     for o, r in zip(ours, ref):
         assert rel_err(o.grad.double(), r.grad) < 1e-6
+
+
+@pytest.mark.parametrize('batch,heads', [(2, 1), (1, 3)])
+def test_attention_gradients_without_saving_the_matrix(batch, heads):
+    """Output and q, k, v and bias gradients of the training attention
+    against float64 autograd of ``softmax(q k^T * s + bias) v``; the
+    attention matrix is not saved (it is recomputed in backward)."""
+    g = torch.Generator().manual_seed(0)
+    N, M, d = 40, 12, 8
+    q, k, v = (torch.randn(batch, heads, n, d, generator=g,
+                           dtype=torch.float64) for n in (N, M, M))
+    bias = torch.randn(1, heads, N, M, generator=g, dtype=torch.float64)
+    grad = torch.randn(batch, heads, N, d, generator=g, dtype=torch.float64)
+    ref = [t.clone().requires_grad_() for t in (q, k, v, bias)]
+    expected = ((ref[0] @ ref[1].mT) * d**-0.5 + ref[3]).softmax(-1) @ ref[2]
+    expected.backward(grad)
+    ours = [t.float().requires_grad_() for t in (q, k, v, bias)]
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(
+            lambda t: saved.append(t) or t, lambda t: t):
+        out = biased_attention(*ours, d**-0.5)
+    # N x M: only the bias itself (the stage's, shared by its blocks).
+    assert saved and all(t.data_ptr() == ours[3].data_ptr() for t in saved
+                         if t.shape[-2:] == (N, M))
+    assert rel_err(out.double(), expected.detach()) < 1e-6
+    out.backward(grad.float())
+    for o, r in zip(ours, ref):
+        assert rel_err(o.grad.double(), r.grad) < 1e-5

@@ -48,4 +48,5 @@ exec "$PY" -m pytest \
     tests/test_torch_compat.py tests/test_backbone.py tests/test_checkpoint.py tests/test_cli.py \
     tests/test_classification.py::test_config_builds_with_paper_params \
     tests/test_classification.py::test_authors_checkpoint_loads_completely_with_their_logits \
+    tests/test_fast_path.py::test_attention_gradients_without_saving_the_matrix \
     "$@"

@@ -5,7 +5,7 @@ float32 rounding. :func:`use_kernels` turns all of them off at once (then
 the backbone runs plain PyTorch ops only); they also step aside by
 themselves where they do not apply (see :mod:`.switch`).
 """
-from .attention import biased_attention
+from .attention import BiasedAttention, biased_attention
 from .bias_resize import BicubicResize, bicubic, resize_bias, resize_pos_bias
 from .depthwise import (DepthwiseConv2dChannelsLast, DepthwiseConv2dCPU,
                         depthwise_conv2d)
@@ -16,7 +16,7 @@ from .pointwise import PointwiseConv2dCPU, pointwise_conv2d
 from .switch import kernels_enabled, use_kernels
 
 __all__ = [
-    'biased_attention', 'BicubicResize', 'bicubic', 'resize_bias',
+    'BiasedAttention', 'biased_attention', 'BicubicResize', 'bicubic', 'resize_bias',
     'resize_pos_bias', 'DepthwiseConv2dCPU', 'DepthwiseConv2dChannelsLast',
     'depthwise_conv2d',
     'GeluBatchNorm', 'GeluBatchNormConv1x1', 'gelu_bn_seq',
