@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from transxnet_mm import TransXNet
 from transxnet_mm.models.convert import convert_official, to_official
 from transxnet_mm.models.reference import reference_forward
-from transxnet_mm.ops import (BicubicResize, DepthwiseConv2dCPU,
-                              PointwiseConv2dCPU, biased_attention,
-                              resize_bias, use_kernels)
+from transxnet_mm.ops import (BiasedAttention, BicubicResize,
+                              DepthwiseConv2dCPU, PointwiseConv2dCPU,
+                              biased_attention, resize_bias, use_kernels)
 
 
 def rel_err(a, b) -> float:
@@ -239,3 +239,19 @@ def test_attention_gradients_without_saving_the_matrix(batch, heads):
     out.backward(grad.float())
     for o, r in zip(ours, ref):
         assert rel_err(o.grad.double(), r.grad) < 1e-5
+
+
+def test_attention_gradgradcheck():
+    """First and second derivatives of the training attention (double
+    backward takes differentiable ops) by finite differences, float64."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, n, 4, generator=g, dtype=torch.float64,
+                           requires_grad=True) for n in (12, 5, 5))
+    bias = torch.randn(1, 2, 12, 5, generator=g, dtype=torch.float64,
+                       requires_grad=True)
+
+    def attention(*t):
+        return BiasedAttention.apply(*t, 0.5)
+
+    assert torch.autograd.gradcheck(attention, (q, k, v, bias))
+    assert torch.autograd.gradgradcheck(attention, (q, k, v, bias))

@@ -37,7 +37,13 @@ def _probs(q: Tensor, k: Tensor, bias: Tensor, scale: float) -> Tensor:
 
 def _plain(q: Tensor, k: Tensor, v: Tensor, bias: Tensor,
            scale: float) -> Tensor:
-    return torch.bmm(_probs(q, k, bias, scale), v)
+    """The same attention by differentiable, out-of-place ops (for double
+    backward)."""
+    h, N, M = bias.shape[1:]
+    logits = torch.baddbmm(
+        bias.expand(q.shape[0] // h, h, N, M).reshape(-1, N, M), q, k.mT,
+        alpha=scale)
+    return torch.bmm(logits.softmax(dim=-1), v)
 
 
 class BiasedAttention(torch.autograd.Function):
@@ -50,7 +56,7 @@ class BiasedAttention(torch.autograd.Function):
                 scale: float) -> Tensor:
         ctx.save_for_backward(q, k, v, bias)
         ctx.scale = scale
-        return _plain(q, k, v, bias, scale)
+        return torch.bmm(_probs(q, k, bias, scale), v)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tuple:
