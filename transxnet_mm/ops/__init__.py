@@ -16,11 +16,11 @@ from .pointwise import PointwiseConv2dCPU, pointwise_conv2d
 from .switch import kernels_enabled, use_kernels
 
 __all__ = [
-    'BiasedAttention', 'biased_attention', 'BicubicResize', 'bicubic', 'resize_bias',
-    'resize_pos_bias', 'DepthwiseConv2dCPU', 'DepthwiseConv2dChannelsLast',
-    'depthwise_conv2d',
-    'GeluBatchNorm', 'GeluBatchNormConv1x1', 'gelu_bn_seq',
-    'Conv1x1', 'DWConv2d', 'LeanSequential', 'add_residual', 'inplace_', 'split_convs',
+    'BiasedAttention', 'biased_attention', 'BicubicResize', 'bicubic',
+    'resize_bias', 'resize_pos_bias', 'DepthwiseConv2dCPU',
+    'DepthwiseConv2dChannelsLast', 'depthwise_conv2d', 'GeluBatchNorm',
+    'GeluBatchNormConv1x1', 'gelu_bn_seq', 'Conv1x1', 'DWConv2d',
+    'LeanSequential', 'add_residual', 'inplace_', 'split_convs',
     'PointwiseConv2dCPU', 'pointwise_conv2d', 'kernels_enabled',
     'use_kernels'
 ]
