@@ -1,3 +1,4 @@
+import glob
 import importlib.util
 import os
 import os.path as osp
@@ -12,10 +13,23 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # weights in their format and their TransXNet-T outputs on those weights:
 # data the test suite owns (see reference/README.md).
 REFERENCE = osp.join(ROOT, 'tests', 'reference')
+CONFIGS = osp.join(ROOT, 'configs')
+
+
+def config_file(name: str) -> str:
+    """The path of one of our configs by its file name (``.py`` optional):
+    configs/<folder>/<name>.py, the folders grouped as mmdet's are."""
+    name = name if name.endswith('.py') else name + '.py'
+    found = glob.glob(osp.join(CONFIGS, '*', name))
+    assert len(found) == 1, f'{name}: {found}'
+    return found[0]
 
 
 def pytest_configure(config):
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    config.addinivalue_line(
+        'markers', 'slow: exports, subprocess trainings, compiling, large '
+        'sizes (the fast tier: pytest -m "not slow")')
 
 
 @pytest.fixture(scope='session')

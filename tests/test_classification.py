@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT
+from conftest import ROOT, config_file
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
@@ -29,8 +29,7 @@ DROP_PATH = {'t': 0.1, 's': 0.2, 'b': 0.4}
 
 
 def config(variant: str) -> Config:
-    return Config.fromfile(
-        osp.join(ROOT, 'configs', f'transxnet_{variant}_in1k.py'))
+    return Config.fromfile(config_file(f'transxnet_{variant}_in1k'))
 
 
 def build_classifier(cfg: Config, device: str = 'cpu') -> torch.nn.Module:

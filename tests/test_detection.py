@@ -5,7 +5,7 @@ import os.path as osp
 
 import pytest
 import torch
-from conftest import ROOT, fixed_batch_losses, run_tool
+from conftest import ROOT, config_file, fixed_batch_losses, run_tool
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 
@@ -21,7 +21,7 @@ DEMO = osp.join(ROOT, 'configs/demo/mask_rcnn_transxnet_t_coco_sample.py')
 
 
 def config(name: str) -> Config:
-    return Config.fromfile(osp.join(ROOT, 'configs', name + '.py'))
+    return Config.fromfile(config_file(name))
 
 
 @pytest.mark.parametrize('name', sorted(PAPER_PARAMS))
@@ -149,7 +149,7 @@ def test_train_evaluate_and_test_on_real_sample(coco_sample, tmp_path):
 
 
 def test_get_flops_and_benchmark_tools_run():
-    cfg = osp.join(ROOT, 'configs/retinanet_transxnet_t.py')
+    cfg = osp.join(ROOT, 'configs/retinanet/retinanet_transxnet_t.py')
     out = run_tool(['tools/analysis_tools/get_flops.py', cfg,
                     '--shape', '256', '320'])
     assert 'Params: 22.44 M' in out and 'paper convention' in out

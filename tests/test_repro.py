@@ -24,11 +24,11 @@ def config(name: str) -> Config:
 
 
 def leaf_configs(prefix: str) -> list:
-    """Config file names under configs/ and configs/demo/ starting with
-    ``prefix``."""
-    paths = glob.glob(osp.join(CONFIGS, prefix + '*.py')) + glob.glob(
-        osp.join(CONFIGS, 'demo', prefix + '*.py'))
-    return sorted(osp.relpath(p, CONFIGS) for p in paths)
+    """Config paths (relative to configs/) of the files in its folders,
+    demo/ included, whose name starts with ``prefix``."""
+    paths = glob.glob(osp.join(CONFIGS, '*', prefix + '*.py'))
+    return sorted(osp.relpath(p, CONFIGS) for p in paths
+                  if '_base_' not in p)
 
 
 # ---------------------------------------------------------------- init ---
@@ -52,7 +52,7 @@ def fpn_t():
     backbone from scratch (its pretrained init is not the point here)."""
     import transxnet_mm  # noqa: F401  (PyTorchDefault initialiser)
     torch.manual_seed(0)
-    model, _ = build_model(config('fpn_transxnet_t_ade20k.py'))
+    model, _ = build_model(config('sem_fpn/fpn_transxnet_t_ade20k.py'))
     model.init_weights()
     return model
 

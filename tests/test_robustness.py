@@ -70,7 +70,7 @@ def test_bad_config_values_list_the_valid_ones(kwargs, match):
 
 
 def test_missing_dataset_root_names_key_and_env(tmp_path):
-    cfg = Config.fromfile(osp.join(ROOT, 'configs/retinanet_transxnet_t.py'))
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/retinanet/retinanet_transxnet_t.py'))
     cfg.train_dataloader.dataset.data_root = str(tmp_path / 'coco') + '/'
     with pytest.raises(FileNotFoundError, match='train_dataloader.dataset.'
                        'data_root: .*coco/ does not exist.*COCO_ROOT'):
@@ -78,7 +78,7 @@ def test_missing_dataset_root_names_key_and_env(tmp_path):
 
 
 def test_missing_pretrained_names_config_key():
-    cfg = Config.fromfile(osp.join(ROOT, 'configs/mask_rcnn_transxnet_s.py'))
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/mask_rcnn/mask_rcnn_transxnet_s.py'))
     with pytest.raises(FileNotFoundError, match=r'model\.backbone\.init_cfg'
                        r'\.checkpoint: checkpoints/transx-s\.pth\.tar'):
         check_pretrained(cfg)

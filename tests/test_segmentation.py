@@ -10,7 +10,7 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, fixed_batch_losses, run_tool
+from conftest import ROOT, config_file, fixed_batch_losses, run_tool
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import PARAM_SCHEDULERS
@@ -28,8 +28,7 @@ CONVERTER = osp.join(ROOT, 'tools/dataset_converters/coco_to_ade20k_sample.py')
 
 
 def config(variant: str) -> Config:
-    return Config.fromfile(
-        osp.join(ROOT, 'configs', f'fpn_transxnet_{variant}_ade20k.py'))
+    return Config.fromfile(config_file(f'fpn_transxnet_{variant}_ade20k'))
 
 
 @pytest.mark.parametrize('variant', sorted(PARAMS))

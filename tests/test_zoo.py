@@ -43,7 +43,8 @@ def models(metafile) -> dict:
 def test_metafile_lists_every_config_once(metafile, models):
     configs = sorted(
         osp.relpath(p, ROOT)
-        for p in glob.glob(osp.join(ROOT, 'configs', '*.py')))
+        for p in glob.glob(osp.join(ROOT, 'configs', '*', '*.py'))
+        if osp.basename(osp.dirname(p)) not in ('_base_', 'demo'))
     listed = sorted(m['Config'] for m in metafile['Models'])
     assert listed == configs
     assert len(models) == len(metafile['Models'])
@@ -99,7 +100,7 @@ def test_readme_tables_are_written_from_the_metafile():
     tables = tool.render(tool.load_models())
     assert tool.replace_tables(text, tables) == text, \
         'run python tools/misc/zoo_tables.py --update'
-    assert '| `configs/mask_rcnn_transxnet_t.py` | box AP 44.5, mask AP ' \
+    assert '| `configs/mask_rcnn/mask_rcnn_transxnet_t.py` | box AP 44.5, mask AP ' \
         '40.6 | 32.50 |' in text
 
 
@@ -137,7 +138,7 @@ def tensors(out):
 @pytest.mark.parametrize('variant', ['t', 's', 'b'])
 def test_cascade_mask_rcnn_3x_settings(variant):
     cfg = Config.fromfile(osp.join(
-        ROOT, f'configs/cascade_mask_rcnn_transxnet_{variant}_ms-3x.py'))
+        ROOT, f'configs/cascade_rcnn/cascade_mask_rcnn_transxnet_{variant}_ms-3x.py'))
     bb = cfg.model.backbone
     assert (bb.type, bb.arch, bb.out_indices, bb.drop_path_rate) == \
         ('TransXNet', variant, (0, 1, 2, 3), DROP_PATH[variant])
@@ -162,7 +163,7 @@ def test_cascade_mask_rcnn_3x_settings(variant):
 def test_upernet_160k_settings(variant):
     cfg = Config.fromfile(osp.join(
         ROOT,
-        f'configs/upernet_transxnet_{variant}_8xb2-160k_ade20k-512x512.py'))
+        f'configs/upernet/upernet_transxnet_{variant}_8xb2-160k_ade20k-512x512.py'))
     model = cfg.model
     assert model.backbone.arch == variant and model.pretrained is None
     assert model.backbone.drop_path_rate == DROP_PATH[variant]
@@ -186,7 +187,7 @@ def test_upernet_160k_settings(variant):
 def test_no_decay_keys_match_parameters():
     """The Cascade / UperNet no-decay key names a real parameter."""
     model, _ = build_model(Config.fromfile(osp.join(
-        ROOT, 'configs/upernet_transxnet_t_8xb2-160k_ade20k-512x512.py')))
+        ROOT, 'configs/upernet/upernet_transxnet_t_8xb2-160k_ade20k-512x512.py')))
     names = [n for n, _ in model.named_parameters()]
     assert sum('relative_pos_bias' in n for n in names) == 4
 
@@ -195,7 +196,7 @@ def test_layer_decay_example_config():
     """The example builds mmpretrain's layer-decay optimizer: parameters
     deeper in the backbone get larger learning rates."""
     cfg = Config.fromfile(osp.join(
-        ROOT, 'configs/transxnet_t_in1k_layer-decay-example.py'))
+        ROOT, 'configs/transxnet/transxnet_t_in1k_layer-decay-example.py'))
     opt = cfg.optim_wrapper
     assert opt.constructor == 'LearningRateDecayOptimWrapperConstructor'
     assert opt.paramwise_cfg.layer_decay_rate == 0.8

@@ -1,6 +1,6 @@
 """Train a detector, segmentor or classifier from one of our configs.
 
-    python tools/train.py configs/retinanet_transxnet_s.py [--work-dir DIR]
+    python tools/train.py configs/retinanet/retinanet_transxnet_s.py [--work-dir DIR]
         [--resume [CKPT]] [--amp] [--auto-scale-lr] [--cfg-options k=v ...]
         [--launcher {none,pytorch,slurm,mpi}]
 

@@ -1,6 +1,6 @@
-# Cascade Mask R-CNN 3x multi-scale, TransXNet-S backbone (not in the paper).
-# Settings: _base_/cascade_mask_rcnn_transxnet.py.
-_base_ = './_base_/cascade_mask_rcnn_transxnet.py'
+# Semantic FPN, TransXNet-S backbone, ADE20K 80k, as in the paper.
+# Settings: _base_/fpn_transxnet_ade20k.py.
+_base_ = '../_base_/fpn_transxnet_ade20k.py'
 
 model = dict(
     backbone=dict(

@@ -1,6 +1,6 @@
-# Semantic FPN, TransXNet-T backbone, ADE20K 80k, as in the paper.
-# Settings: _base_/fpn_transxnet_ade20k.py.
-_base_ = './_base_/fpn_transxnet_ade20k.py'
+# Cascade Mask R-CNN 3x multi-scale, TransXNet-T backbone (not in the paper).
+# Settings: _base_/cascade_mask_rcnn_transxnet.py.
+_base_ = '../_base_/cascade_mask_rcnn_transxnet.py'
 
 model = dict(
     backbone=dict(

@@ -1,6 +1,5 @@
-# Cascade Mask R-CNN 3x multi-scale, TransXNet-B backbone (not in the paper).
-# Settings: _base_/cascade_mask_rcnn_transxnet.py.
-_base_ = './_base_/cascade_mask_rcnn_transxnet.py'
+# Mask R-CNN 1x, TransXNet-B backbone (paper Table V). Settings: _base_/mask_rcnn_transxnet.py.
+_base_ = '../_base_/mask_rcnn_transxnet.py'
 
 model = dict(
     backbone=dict(

@@ -1,6 +1,6 @@
 # UperNet 160k on ADE20K, TransXNet-S backbone (not in the paper).
 # Settings: _base_/upernet_transxnet_ade20k.py.
-_base_ = './_base_/upernet_transxnet_ade20k.py'
+_base_ = '../_base_/upernet_transxnet_ade20k.py'
 
 model = dict(
     backbone=dict(
