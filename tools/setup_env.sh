@@ -12,8 +12,10 @@
 #   * mmengine 0.10.7, mmdet 3.3.0, mmsegmentation 1.2.2, mmpretrain 1.2.0, pycocotools.
 #   * torchvision 0.28.0 (mmpretrain imports it) with tools/misc/torchvision_cpu_shim.py,
 #     which lets that CUDA build load next to the CPU torch.
-#   * this package in editable mode, the test requirements, and onnx, onnxscript and
-#     onnxruntime for tools/deployment/ (requirements/deploy.txt).
+#   * this package in editable mode (setup.py links configs/, tools/ and model-index.yml into
+#     transxnet_mm/.mim/), the test requirements, and onnx, onnxscript and onnxruntime for
+#     tools/deployment/ (requirements/deploy.txt).
+#   * openmim for `mim search`, in $VENV/mim-site apart from the stack (requirements/mim.txt).
 # Re-running it is cheap: every step is skipped or a no-op when already done.
 set -euo pipefail
 
@@ -57,6 +59,10 @@ fi
 "${PIP[@]}" -r "$ROOT/requirements/tests.txt"
 "${PIP[@]}" -r "$ROOT/requirements/deploy.txt"   # ONNX export and onnxruntime
 "${PIP[@]}" --no-deps -e "$ROOT"
+# openmim for `mim search`, kept out of the stack's site-packages (requirements/mim.txt).
+if [ ! -d "$VENV/mim-site/mim" ]; then
+    "${PIP[@]}" --no-deps --target "$VENV/mim-site" -r "$ROOT/requirements/mim.txt"
+fi
 
 "$PY" - <<'EOF'
 import mmcv, mmdet, mmengine, mmpretrain, mmseg, torch, torchvision
