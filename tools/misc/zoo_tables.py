@@ -1,12 +1,13 @@
-"""Write the README's model-zoo tables from configs/metafile.yml.
+"""Write the model-zoo tables of README.md and docs/model_zoo.md from
+configs/metafile.yml.
 
     python tools/misc/zoo_tables.py            # print the tables
-    python tools/misc/zoo_tables.py --update   # rewrite them in README.md
-    python tools/misc/zoo_tables.py --check    # exit 1 if README.md differs
+    python tools/misc/zoo_tables.py --update   # rewrite them in DOCS
+    python tools/misc/zoo_tables.py --check    # exit 1 if a file differs
 
-Each table sits in README.md between ``<!-- zoo:NAME -->`` and
-``<!-- /zoo:NAME -->``; NAME is a key of ``TABLES``. The metafile is the one
-place for these facts (tests/test_zoo.py runs ``--check``).
+A table sits between ``<!-- zoo:NAME -->`` and ``<!-- /zoo:NAME -->``; NAME is
+a key of ``TABLES``, and a file may hold any of them. The metafile is the one
+place for these facts (tests/test_zoo.py checks the files against it).
 """
 import argparse
 import os.path as osp
@@ -18,7 +19,8 @@ import yaml
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 METAFILE = osp.join(ROOT, 'configs', 'metafile.yml')
-README = osp.join(ROOT, 'README.md')
+# The files holding tables, relative to the repository.
+DOCS = ['README.md', 'docs/model_zoo.md']
 
 # table name -> the metafile collections it lists
 TABLES = {
@@ -69,41 +71,54 @@ def render(models: List[dict]) -> Dict[str, str]:
 
 
 def replace_tables(text: str, tables: Dict[str, str]) -> str:
+    """``text`` with each table block it holds written anew."""
     for name, body in tables.items():
         pattern = re.compile(
             rf'(<!-- zoo:{name} -->\n).*?(<!-- /zoo:{name} -->)', re.S)
-        if not pattern.search(text):
-            raise ValueError(f'README.md has no <!-- zoo:{name} --> ... '
-                             f'<!-- /zoo:{name} --> block; add one.')
         text = pattern.sub(lambda m: m.group(1) + body + '\n' + m.group(2),
                            text)
     return text
+
+
+def stale_files(tables: Dict[str, str], update: bool = False) -> List[str]:
+    """The files of DOCS whose tables differ from ``tables`` (rewritten when
+    ``update``). Every table must appear in some file."""
+    stale, found = [], set()
+    for rel in DOCS:
+        with open(osp.join(ROOT, rel)) as f:
+            text = f.read()
+        found |= {n for n in tables if f'<!-- zoo:{n} -->' in text}
+        new = replace_tables(text, tables)
+        if new != text:
+            stale.append(rel)
+            if update:
+                with open(osp.join(ROOT, rel), 'w') as f:
+                    f.write(new)
+    missing = sorted(set(tables) - found)
+    if missing:
+        raise ValueError(f'no <!-- zoo:NAME --> ... <!-- /zoo:NAME --> block '
+                         f'for {missing} in {DOCS}; add one.')
+    return stale
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     group = parser.add_mutually_exclusive_group()
     group.add_argument('--update', action='store_true',
-                       help='rewrite the tables in README.md')
+                       help='rewrite the tables in ' + ', '.join(DOCS))
     group.add_argument('--check', action='store_true',
-                       help='exit 1 if README.md differs from the metafile')
+                       help='exit 1 if a file differs from the metafile')
     args = parser.parse_args()
     tables = render(load_models())
     if not (args.update or args.check):
         for name, body in tables.items():
             print(f'{name}:\n{body}\n')
         return 0
-    with open(README) as f:
-        text = f.read()
-    new = replace_tables(text, tables)
-    if args.check:
-        if new != text:
-            print('README.md tables differ from configs/metafile.yml; run '
-                  'python tools/misc/zoo_tables.py --update')
-            return 1
-        return 0
-    with open(README, 'w') as f:
-        f.write(new)
+    stale = stale_files(tables, update=args.update)
+    if args.check and stale:
+        print(f'{", ".join(stale)}: tables differ from configs/metafile.yml; '
+              f'run python tools/misc/zoo_tables.py --update')
+        return 1
     return 0
 
 
