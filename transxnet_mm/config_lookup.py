@@ -19,8 +19,8 @@ exactly as a relative ``_base_`` is. Every other path goes to MMEngine as it
 was.
 
 So ``transxnet_mm`` must be imported before the config is read: our tools do
-(``tools/*.py``, also through ``mim train transxnet_mm``); in a script,
-``import transxnet_mm`` before ``Config.fromfile``.
+(``tools/*.py``); in a script, ``import transxnet_mm`` before
+``Config.fromfile``.
 """
 import difflib
 import os

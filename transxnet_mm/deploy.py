@@ -41,7 +41,7 @@ from .ops import use_kernels
 # The ONNX opset of the exported files (onnxruntime >= 1.16 runs it).
 OPSET = 18
 # --verify fails above this difference from PyTorch, relative to the largest
-# magnitude of each output (float32; measured ~1e-6 to 1e-5, see README).
+# magnitude of each output (float32; measured values: docs/deployment.md).
 RTOL = 1e-4
 # Input names and the dynamic axes of a --dynamic file.
 INPUT_NAME = 'input'
@@ -173,9 +173,10 @@ def export_friendly_ops() -> Iterator[None]:
       actual size (:func:`_pool_matrix`).
 
     * Bicubic resizing (the position biases; exported whether or not a
-      size is symbolic): onnxruntime's cubic ``Resize`` took 74% of
-      RetinaNet-T's time at 800x1216. Rewritten separably as gathers and a
-      product (:func:`_bicubic_by_taps`), with PyTorch's weights.
+      size is symbolic): onnxruntime runs the cubic ``Resize`` slowly, at
+      detection sizes most of a RetinaNet's time (docs/benchmarks.md).
+      Rewritten separably as gathers and a product
+      (:func:`_bicubic_by_taps`), with PyTorch's weights.
 
     They are keyed on the ``torch.nn.functional`` op, not on a module, and
     restored on exit. Inside, :func:`transxnet_mm.ops.use_kernels` is off:

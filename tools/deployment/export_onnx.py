@@ -6,8 +6,8 @@ ONNX (the network's raw outputs), and check it with onnxruntime.
 
 The input of the file is the batch the config's data preprocessor makes
 (normalised, RGB, padded); its outputs and the post-processing that runs in
-PyTorch are listed in :mod:`transxnet_mm.deploy` and the README
-("Deployment"). Without CHECKPOINT the randomly initialised model is
+PyTorch are listed in :mod:`transxnet_mm.deploy` and docs/deployment.md.
+Without CHECKPOINT the randomly initialised model is
 exported (for trying the tool; a log line says so).
 
 ``--verify`` runs the file with onnxruntime on a real image (the first COCO

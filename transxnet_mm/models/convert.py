@@ -153,7 +153,7 @@ def read_checkpoint(path: str) -> dict:
         raise FileNotFoundError(
             f'TransXNet checkpoint file {path!r} does not exist. Download the '
             f"authors' ImageNet weights (transx-t/s/b.pth.tar) and set its path "
-            f"in the backbone's init_cfg.checkpoint (see README.md).")
+            f"in the backbone's init_cfg.checkpoint (see docs/get_started.md).")
     try:
         with safe_globals([argparse.Namespace]):
             ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')

@@ -278,9 +278,8 @@ class TransXNetStage(nn.Module):
     The bias is stored for a 224x224 input, shape (1, heads, N, M), and is
     resized (bicubic, as the authors do) to the actual attention shape once
     per forward, not once per block. Nothing is kept between forwards: at
-    800x1216 the resized biases of TransXNet-S take 427 MiB, and keeping them
-    saved 8% of an inference forward but raised its peak memory from 0.40 to
-    0.64 of the step-by-step reference's.
+    detection sizes the resized biases take hundreds of MiB, more than a
+    cache saves in time (docs/benchmarks.md).
     """
 
     def __init__(self, depth: int, channels: int, num_heads: int,

@@ -4,12 +4,11 @@ bias) v``.
 At inference this is PyTorch's fused attention (SDPA: the N x M matrix is
 never stored). For CPU training SDPA takes its math path for a bias that
 needs a gradient, which keeps the attention matrix for backward: one N x M
-map per block, at detection sizes most of a training step's memory
-(TransXNet-T at 2x800x1216: stage 1 alone saves 3 x 462 MB). Here the
-matrix is recomputed in backward instead, from q, k and the bias: that
-step's peak tensor memory 7464 -> 4713 MB (the authors' file: 9866), its
-time 0.94x in alternating runs (one buffer per matrix, so fewer fresh maps
-to page-fault in), at 2x512x512 within the noise (1.015x).
+map per block, at detection sizes most of a training step's memory. Here
+the matrix is recomputed in backward instead, from q, k and the bias, in
+one buffer per matrix (the bias copied in, the scaled product added, the
+softmax written over it), so it also makes fewer fresh maps to page-fault
+in. Memory and time: docs/benchmarks.md.
 """
 from typing import Tuple
 

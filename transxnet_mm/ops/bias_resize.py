@@ -7,9 +7,8 @@ PyTorch's kernel does 16 multiply-adds per output and its CPU backward
 scatters every output gradient into 4x4 inputs one by one. The resize is
 linear and separable, ``out = R_N bias R_M^T`` with R_N holding 4 taps per
 row, so the forward is one product along keys and banded products along
-queries (stage 1 of TransXNet-S at 800x1216, 3136x49 -> 60800x950: 235 ->
-67 ms) and the backward ``R_N^T grad R_M`` one product and four
-``index_add`` (stage 1 at 512: 96 -> 12 ms). R_M and the taps' weights are
+queries, and the backward ``R_N^T grad R_M`` one product and four
+``index_add`` (timings: docs/benchmarks.md). R_M and the taps' weights are
 read from ``F.interpolate`` itself, on probe inputs, so they are PyTorch's
 float32 weights; results agree with ``F.interpolate`` to float32 rounding.
 """

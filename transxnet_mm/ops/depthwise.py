@@ -1,16 +1,15 @@
 """Depthwise convolution for CPU training.
 
-oneDNN's CPU depthwise backward takes 10-25x its forward for 5x5 and 7x7
-kernels (torch 2.13, the backbone's shapes), nearly all of it in the weight
-gradient. That gradient, ``sum over b, y, x of grad[b, c, y, x] *
-x_pad[b, c, y + i, x + j]``, is itself a depthwise convolution: of the padded
-input, with the output gradient as the kernel and the batch folded into the
-channels, which runs 4-12x faster (forward + backward 2x48x128x128 7x7:
-24.7 -> 16.1 ms; 1x448x32x32: 8.4 -> 3.5 ms). On 14x14 and 7x7 maps that
-large-kernel convolution is 7-20x slower, so smaller maps keep oneDNN, in
-the channels-last layout, where its backward is up to 2x faster than in NCHW
-(which outweighs the layout copies). For 3x3 and strided kernels PyTorch's
-own NCHW convolution is the fastest (see :func:`depthwise_conv2d`).
+oneDNN's CPU depthwise backward is many times slower than its forward for
+5x5 and 7x7 kernels, nearly all of it in the weight gradient. That gradient,
+``sum over b, y, x of grad[b, c, y, x] * x_pad[b, c, y + i, x + j]``, is
+itself a depthwise convolution: of the padded input, with the output
+gradient as the kernel and the batch folded into the channels, which runs
+faster on large maps. On small maps (14x14, 7x7) that large-kernel
+convolution is slower, so they keep oneDNN, in the channels-last layout,
+where its backward beats NCHW by more than the layout copies cost. For 3x3
+and strided kernels PyTorch's own NCHW convolution is the fastest (see
+:func:`depthwise_conv2d`). Timings: docs/benchmarks.md.
 """
 from typing import Optional, Tuple, Union
 
@@ -136,12 +135,8 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor],
     1 take :class:`DepthwiseConv2dCPU` on maps of at least
     :data:`MIN_PIXELS`, else :class:`DepthwiseConv2dChannelsLast`. 3x3 and
     strided kernels, and everything without gradients, take PyTorch's
-    NCHW convolution as it is: forward and backward at the backbone's
-    shapes (torch 2.13, 2 threads) 3x3 on 2x48x128x128 6.7 ms against
-    21.5 ms channels-last, 2x224x32x32 1.7 against 6.7 ms, 11x11 stride 8
-    on 2x24x128x128 4.7 against 9.1 ms; 7x7 on 2x96x64x64: 6.7 ms here
-    against 32.8 ms in PyTorch's, and on 2x448x16x16 5.7 ms channels-last
-    against 9.5 ms.
+    NCHW convolution as it is: at the backbone's shapes each choice is the
+    fastest of the three for its case (docs/benchmarks.md).
     """
     groups = x.shape[1]
     if (min(weight.shape[2:]) >= 5 and _pair(stride) == (1, 1)

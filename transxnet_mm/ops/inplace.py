@@ -1,9 +1,9 @@
 """In-place shortcuts at inference: elementwise layers and residual sums
 written into the fresh intermediate map they read.
 
-Measured on TransXNet-S at 800x1216 (2 threads): forward 2.65 -> 1.84 s and
-a lower peak, since each fresh 89 MiB map costs ~0.16 ms/MB in page faults
-(fresh 231 MB: 49 ms to fill vs 13 ms reused). GELU gives the same bits,
+A fresh map at detection sizes costs its page faults on first touch, so
+reusing the one just read lowers both time and peak memory
+(docs/benchmarks.md). GELU gives the same bits,
 BatchNorm agrees to float32 rounding (4.8e-7 on values of order 1), sums are
 the same additions. Only where :func:`~.switch.inference` holds, and a
 module with a hook is always called as it is (:func:`~.switch.hooked`).

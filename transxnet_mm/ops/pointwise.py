@@ -3,9 +3,7 @@
 Replaces ``F.conv2d`` with a 1x1 kernel. For NCHW maps oneDNN reorders the
 input to its blocked layout and the output back around every 1x1
 convolution; ``weight (Co, Ci) @ x[b] (Ci, H*W)`` reads the map as it is
-(torch 2.13, 2 threads: 384 -> 64 channels on 200x304, 35 -> 11 ms forward;
-2x384x128x128 forward and backward 72 -> 34 ms; TransXNet-S inference at
-800x1216 1.1-1.2x faster, a training step at 2x512x512 4% faster).
+(timings: docs/benchmarks.md).
 """
 from typing import Optional
 
@@ -20,9 +18,8 @@ from .utils import needs_grad, plain_backward
 def per_sample_mm(w: Tensor, x3: Tensor,
                   bias: Optional[Tensor] = None) -> Tensor:
     """``w (Co, Ci) @ x3[b] (Ci, N)`` (+ bias) for each sample b, into one
-    (B, Co, N) map. ``torch.matmul(w, x3)`` computes the transposed product
-    and copies it back (stage 1 of T at 2x512x512: 40 ms product + 50 ms
-    copy, against ~6 ms)."""
+    (B, Co, N) map. ``torch.matmul(w, x3)`` would compute the transposed
+    product and copy it back."""
     out = x3.new_empty(x3.shape[0], w.shape[0], x3.shape[2])
     for i in range(x3.shape[0]):
         if bias is None:
