@@ -36,13 +36,13 @@ def main():
     args, cfg = parse_config(build_parser())
     if args.amp:
         if not torch.cuda.is_available():
-            raise SystemExit('--amp (AmpOptimWrapper, fp16) needs a GPU; on '
-                             'CPU train in fp32 (bf16 autocast is for '
-                             'inference, see README)')
+            raise SystemExit('--amp (AmpOptimWrapper, fp16 with loss '
+                             'scaling) needs a GPU; on CPU train without it '
+                             '(fp32)')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.auto_scale_lr:
-        if 'auto_scale_lr' not in cfg or \
+        if not cfg.get('auto_scale_lr') or \
                 'base_batch_size' not in cfg.auto_scale_lr:
             raise ValueError('--auto-scale-lr needs auto_scale_lr.'
                              'base_batch_size in the config')
