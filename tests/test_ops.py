@@ -246,3 +246,76 @@ def test_no_import_circle():
     for name in graph:
         if name not in state:
             visit(name, [name])
+
+
+@pytest.mark.parametrize('name', [
+    'retinanet_transxnet_t',
+    *(pytest.param(n, marks=pytest.mark.slow) for n in (
+        'mask_rcnn_transxnet_t', 'fpn_transxnet_t_ade20k', 'transxnet_t_in1k'))
+])
+def test_fused_gelu_bn_serves_the_paper_configs_norms(name, monkeypatch):
+    """The paper configs set SyncBN, which MMEngine's runner reverts to
+    _BatchNormXd in one process: the memory-saving GELU+BatchNorm Functions
+    run for it, with the outputs, gradients and running statistics of the
+    plain modules. nn.SyncBatchNorm (DDP) runs as it is."""
+    import copy
+
+    from conftest import config_file
+    from mmengine.config import Config
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import MODELS, init_default_scope
+
+    from transxnet_mm.ops import gelu_bn
+
+    cfg = Config.fromfile(config_file(name))
+    init_default_scope(cfg.default_scope)
+    backbone_cfg = cfg.model.backbone.copy()
+    backbone_cfg.pop('init_cfg')
+    # The config's backbone (its norms, variant, outputs), fewer blocks.
+    backbone_cfg.arch = dict(TransXNet.arch_settings[backbone_cfg.arch],
+                             depths=[1, 1, 2, 1])
+    built = MODELS.build(backbone_cfg)
+    assert any(isinstance(m, nn.SyncBatchNorm) for m in built.modules())
+    assert not gelu_bn.fusable(nn.GELU(), nn.SyncBatchNorm(8),
+                               torch.ones(2, 8, 4, 4, requires_grad=True))
+    torch.manual_seed(0)
+    model = revert_sync_batchnorm(built).train()
+    for n, p in model.named_parameters():  # so that every block counts
+        if 'layer_scale' in n and n.endswith('weight'):
+            p.data.uniform_(0.5, 1)
+    calls = []
+    for fn in (gelu_bn.GeluBatchNorm, gelu_bn.GeluBatchNormConv1x1):
+        monkeypatch.setattr(fn, 'apply', lambda *a, _f=fn.apply:
+                            calls.append(1) or _f(*a))
+    x = torch.randn(2, 3, 64, 64)
+    results = []
+    for kernels, dtype in ((True, torch.float32), (False, torch.float32),
+                           (False, torch.float64)):
+        m = copy.deepcopy(model).to(dtype)
+        calls.clear()
+        torch.manual_seed(1)  # the same drop-path draws
+        with use_kernels(kernels):
+            outs = m(x.to(dtype))
+            sum(o.square().mean() for o in outs).backward()
+        results.append((outs, {n: p.grad for n, p in m.named_parameters()
+                               if p.grad is not None},
+                        {n: b for n, b in m.named_buffers()
+                         if 'running' in n}, len(calls)))
+    on, off, exact = results
+    depth = sum(model.arch['depths'])
+    assert on[3] >= depth and off[3] == 0  # one per MS-FFN, plus IDConv/STE
+    # Kernels on are as close to float64 as plain float32 PyTorch is (some
+    # gradients, e.g. of a per-channel conv right before a training
+    # BatchNorm, are zero in exact arithmetic: only rounding is left).
+    for i in range(3):
+        assert on[i].keys() == off[i].keys() if i else len(on[i]) == len(
+            off[i])
+        pairs = list(zip(on[i], off[i], exact[i]) if i == 0 else
+                     ((on[i][n], off[i][n], exact[i][n]) for n in on[i]))
+        largest = max(ref.abs().max().item() for _, _, ref in pairs)
+        for a, b, ref in pairs:
+            ref = ref.float()
+            scale = max(ref.abs().max().item(), 1e-3 * largest)
+            err_on = ((a - ref).abs().max() / scale).item()
+            err_off = ((b - ref).abs().max() / scale).item()
+            assert err_on <= 2 * err_off + 1e-4, (i, err_on, err_off)

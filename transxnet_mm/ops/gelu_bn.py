@@ -9,11 +9,18 @@ and recompute the other two maps in backward. In MS-FFN's hidden width
 (4-8x the block's channels) that is most of a training step's activation
 memory. Forward results are PyTorch's own ops (the same bits); running
 statistics are updated once, as ``nn.BatchNorm2d`` does.
+
+The norms taken are those whose training forward is exactly
+``nn.BatchNorm2d``'s: ``BN`` in a config, and ``SyncBN`` as MMEngine's runner
+reverts it in a one-process run (``_BatchNormXd``). ``nn.SyncBatchNorm``
+under DDP computes its statistics over the process group, and runs as it is
+(without the memory saving).
 """
 from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from mmengine.model.utils import _BatchNormXd
 from torch import Tensor, nn
 
 from .inplace import inplace_
@@ -22,15 +29,20 @@ from .switch import eager, hooked
 from .utils import needs_grad, plain_backward
 from ..torch_compat import autocast_enabled
 
+# Norm classes whose training forward is nn.BatchNorm2d's (an exact type
+# test: a subclass may change the forward).
+PLAIN_BATCH_NORMS = (nn.BatchNorm2d, _BatchNormXd)
+
 
 def fusable(act: nn.Module, bn: nn.Module, x: Tensor,
             *others: nn.Module) -> bool:
     """Whether ``bn(act(x))`` may run as one of these Functions: an exact
-    GELU and a plain BatchNorm2d in training mode, gradients recorded,
-    kernels on, no autocast and no hook on any module it would bypass
-    (SyncBN and the rest take the modules as they are)."""
+    GELU and a :data:`PLAIN_BATCH_NORMS` norm in training mode, gradients
+    recorded, kernels on, no autocast and no hook on any module it would
+    bypass (``nn.SyncBatchNorm`` and the rest take the modules as they
+    are)."""
     return (type(act) is nn.GELU and act.approximate == 'none'
-            and type(bn) is nn.BatchNorm2d and bn.training
+            and type(bn) in PLAIN_BATCH_NORMS and bn.training
             and bn.track_running_stats and bn.affine
             and needs_grad(x, bn.weight) and eager()
             and not autocast_enabled(x.device.type)
