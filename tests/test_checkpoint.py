@@ -65,6 +65,7 @@ def test_one_log_line_names_classifier_and_new_norms(official_sd, tmp_path):
     assert torch.equal(model.norm2.weight, torch.ones(224))
 
 
+@pytest.mark.slow
 def test_converter_tool_round_trip(official_sd, image, tmp_path):
     src, dst = str(tmp_path / 'transx-t.pth.tar'), str(tmp_path / 'mm.pth')
     torch.save({'state_dict': official_sd('t')}, src)

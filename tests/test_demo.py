@@ -48,6 +48,7 @@ def test_split_is_honest_and_never_trains_on_one_image(coco_sample, path):
     assert with_mask == [path == MASK_DEMO]
 
 
+@pytest.mark.slow
 def test_fit_check_loss_falls_on_real_images(coco_sample):
     """The demo's model and lr on one batch of 2 real training images at a
     small scale: within 10 steps the loss falls below 0.6 of its start
@@ -71,6 +72,7 @@ def test_fit_check_loss_falls_on_real_images(coco_sample):
     assert min(losses[-3:]) < 0.6 * losses[0], losses
 
 
+@pytest.mark.slow
 def test_image_demo_draws_ground_truth_beside_detections(coco_sample,
                                                          tmp_path):
     """--draw-gt: one PNG per image, ground truth left, detections right

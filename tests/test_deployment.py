@@ -76,6 +76,7 @@ def onnx_dir(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp('onnx'))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kind', list(CONFIGS))
 def test_dynamic_export_matches_pytorch(kind, onnx_dir):
     """One --dynamic file, exported at 64x96, gives PyTorch's outputs at
@@ -90,6 +91,7 @@ def test_dynamic_export_matches_pytorch(kind, onnx_dir):
         assert rel_diff < deploy.RTOL, (kind, batch, h, w, abs_diff)
 
 
+@pytest.mark.slow
 def test_onnx_detections_equal_pytorch(onnx_dir, coco_sample):
     """RetinaNet on a real COCO image through the config's pipeline: the
     onnxruntime file plus mmdet's post-processing gives PyTorch's
@@ -104,6 +106,7 @@ def test_onnx_detections_equal_pytorch(onnx_dir, coco_sample):
         assert (same - box).abs().amax(1).min() <= 1, (box, label)
 
 
+@pytest.mark.slow
 def test_onnx_segmentation_equal_pytorch(onnx_dir, coco_sample):
     """Semantic FPN: the class map from onnxruntime's logits (mmseg's
     resize and argmax) is PyTorch's."""
@@ -133,6 +136,7 @@ def test_exported_bicubic_equals_pytorch(size, out):
     assert err < 1e-5, err
 
 
+@pytest.mark.slow
 def test_static_file_rejects_other_shapes(onnx_dir):
     """A file exported without --dynamic says which shape it takes."""
     model, task = stressed(CONFIGS['cls'])
@@ -158,6 +162,7 @@ def test_bad_input_is_named():
         deploy.check_shape([512])
 
 
+@pytest.mark.slow
 def test_cli_error_is_one_line(tmp_path):
     """The tool stops with the problem and the fix, not a traceback."""
     out = subprocess.run(

@@ -25,7 +25,8 @@ def load(arch, sd, train=False):
 
 @pytest.mark.parametrize('arch,shape', [('t', (8, 224, 224)),
                                         ('t', (2, 512, 512)),
-                                        ('t', (1, 800, 1216)),
+                                        pytest.param('t', (1, 800, 1216),
+                                                     marks=pytest.mark.slow),
                                         ('t', (1, 97, 131)),
                                         ('s', (1, 97, 131)),
                                         ('b', (2, 64, 96))])
@@ -52,11 +53,12 @@ def _reference_grads(sd, x, weights, dtype):
     return x.grad, {k: v.grad for k, v in leaves.items()}
 
 
-@pytest.mark.parametrize('arch,shape,kernels', [('t', (2, 512, 512), True),
-                                                ('t', (2, 250, 330), True),
-                                                ('t', (2, 250, 330), False),
-                                                ('s', (2, 130, 170), True),
-                                                ('b', (2, 96, 160), True)])
+@pytest.mark.parametrize('arch,shape,kernels', [
+    pytest.param('t', (2, 512, 512), True, marks=pytest.mark.slow),
+    ('t', (2, 250, 330), True),
+    ('t', (2, 250, 330), False),
+    pytest.param('s', (2, 130, 170), True, marks=pytest.mark.slow),
+    pytest.param('b', (2, 96, 160), True, marks=pytest.mark.slow)])
 def test_gradients_match_reference(arch, shape, kernels, official_sd):
     """Training mode (batch statistics): gradients of the input and of every
     weight, through the per-stage bias resize and the fused attention.
@@ -145,6 +147,7 @@ def test_resize_bias_is_pytorch_bicubic(shape, size):
     assert rel_err(out, expected) < 1e-6
 
 
+@pytest.mark.slow
 def test_torch_compile_matches_eager():
     torch.manual_seed(0)
     model = TransXNet('t').eval()

@@ -166,6 +166,7 @@ def _losses(work_dir):
     return losses
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights_and_losses(coco_sample,
                                                            tmp_path):
     cfg = tmp_path / 'tiny.py'
@@ -205,6 +206,7 @@ def test_killed_run_resumes_to_the_same_weights_and_losses(coco_sample,
     assert all(la[s] == lb[s] for s in la)
 
 
+@pytest.mark.slow
 def test_two_process_cpu_training_and_testing(coco_sample, tmp_path):
     env = dict(os.environ, PYTHON=PY, PORT='29517')
     work = str(tmp_path / 'dist')
