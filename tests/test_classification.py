@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT, config_file
+from conftest import (PAPER_GPUS, PAPER_IMAGENET, PAPER_VARIANTS, ROOT,
+                      backbone_facts, config_file, linear_drop_path,
+                      lr_curve, weight_decays)
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
@@ -20,12 +22,13 @@ from transxnet_mm.models.convert import (convert_official,
                                          official_to_mm_checkpoint)
 from transxnet_mm.models.reference import reference_forward
 
-# Paper Table/README: ImageNet classifier parameters (M), rounded to 2 places.
-PAPER_PARAMS = {'t': 12.83, 's': 26.86, 'b': 48.01}
-# timm's eval resize: floor(224 / crop_pct), crop_pct 0.9 (T, S), 0.95 (B).
-RESIZE = {'t': 248, 's': 248, 'b': 235}
-EMA_DECAY = {'t': 0.9998, 's': 0.99985, 'b': 0.99985}
-DROP_PATH = {'t': 0.1, 's': 0.2, 'b': 0.4}
+VARIANTS = ['t', 's', 'b']
+
+
+def eval_resize(variant: str) -> int:
+    """timm's eval resize of the short edge: floor(224 / crop_pct)."""
+    return math.floor(PAPER_IMAGENET['crop'] /
+                      PAPER_IMAGENET['crop_pct'][variant])
 
 
 def config(variant: str) -> Config:
@@ -79,46 +82,124 @@ def authors_ckpt(official_sd, tmp_path):
     return path
 
 
-@pytest.mark.parametrize('variant', ['t', 's', 'b'])
-def test_config_builds_with_paper_params(variant):
-    cfg = config(variant)
-    model = build_classifier(cfg, device='meta')
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_classifier_is_the_authors(variant):
+    """The built classifier (on the 'meta' device): the paper's parameters;
+    the authors' GroupNorm -> pool -> classifier on the last stage alone
+    (one output norm, norm3), 1000 ImageNet classes from the last stage's
+    channels; drop path growing to the paper's ImageNet rate; SyncBN."""
+    from mmpretrain.datasets.categories import IMAGENET_CATEGORIES
+    model = build_classifier(config(variant), device='meta')
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    assert round(params, 2) == PAPER_PARAMS[variant]
+    assert round(params, 2) == PAPER_VARIANTS[variant]['params']
     assert type(model).__name__ == 'ImageClassifier'
-    assert model.backbone.out_indices == (3, )
+    facts = backbone_facts(model.backbone)
+    assert facts['variant'] == variant
+    norms = {n.split('.')[0] for n, _ in model.backbone.named_parameters()
+             if n.startswith('norm')}
+    assert norms == {f'norm{len(facts["depths"]) - 1}'}
     assert type(model.neck).__name__ == 'GlobalAveragePooling'
-    assert model.head.fc.out_features == 1000
-    assert model.head.fc.in_features == model.backbone.channels[-1]
-    assert cfg.model.backbone.drop_path_rate == DROP_PATH[variant]
-    ema, = cfg.custom_hooks
-    assert ema.type == 'EMAHook' and ema.update_buffers
-    assert math.isclose(ema.momentum, 1 - EMA_DECAY[variant])
-    for loader in (cfg.val_dataloader, cfg.test_dataloader):
-        resize = loader.dataset.pipeline[1]
-        assert (resize.type, resize.scale) == ('ResizeEdge', RESIZE[variant])
+    assert model.head.fc.out_features == len(IMAGENET_CATEGORIES)
+    assert model.head.fc.in_features == facts['channels'][-1]
+    rate = PAPER_VARIANTS[variant]['drop_path_imagenet']
+    assert facts['drop_path'] == pytest.approx(
+        linear_drop_path(rate, sum(facts['depths'])))
+    assert facts['batch_norms'] == {'SyncBatchNorm'}
 
 
-def test_recipe_is_the_authors(monkeypatch):
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_ema_is_timms_model_ema(variant):
+    """The config's EMA hook, built and run on a small model as the Runner
+    runs it: after an update each parameter AND BatchNorm statistic (timm's
+    ModelEmaV2 averages the whole state) is decay x the average + (1 -
+    decay) x the model's, with the authors' decay of the variant."""
+    import types
+    from mmengine.registry import HOOKS
+    init_default_scope('mmpretrain')
+    ema_cfg, = [h for h in config(variant).custom_hooks
+                if h.type == 'EMAHook']
+    hook = HOOKS.build({k: v for k, v in ema_cfg.items()
+                        if k != 'priority'})  # as Runner.register_hook
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1),
+                              torch.nn.BatchNorm2d(4))
+    runner = types.SimpleNamespace(model=net, iter=0, epoch=0)
+    hook.before_run(runner)
+    hook.after_train_iter(runner, 0)  # the first update copies
+    before = {k: v.clone()
+              for k, v in hook.ema_model.module.state_dict().items()}
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.)
+        net[1].running_mean.add_(1.)
+    runner.iter = 1
+    hook.after_train_iter(runner, 1)
+    decay = PAPER_IMAGENET['ema_decay'][variant]
+    after = hook.ema_model.module.state_dict()
+    for key in ('0.weight', '0.bias', '1.weight', '1.running_mean'):
+        expected = decay * before[key] + (1 - decay) * net.state_dict()[key]
+        assert torch.allclose(after[key], expected, rtol=0, atol=1e-7), key
+        assert not torch.equal(after[key], before[key])
+
+
+def test_recipe_is_the_authors(coco_images, monkeypatch):
+    """The built objects of the T recipe against the authors' timm recipe:
+    AdamW at the paper's lr (no clipping) for a total batch of 8 x 128, the
+    base of --auto-scale-lr; mixup 0.8 / cutmix 1.0, one of the two per
+    batch; label smoothing 0.1 (the built loss on a one-hot target); the
+    train pipeline's RandAugment m9-mstd0.5-inc1 and erasing 0.25, giving a
+    224x224 crop of a real image; the ImageNet root mmpretrain's, or
+    IMAGENET_ROOT."""
+    from mmengine.hub import get_config
+    from mmpretrain.registry import TRANSFORMS
+    paper = PAPER_IMAGENET
     cfg = config('t')
-    opt = cfg.optim_wrapper.optimizer
-    assert (opt.type, opt.lr, opt.weight_decay) == ('AdamW', 2e-3, 0.05)
-    assert cfg.optim_wrapper.get('clip_grad') is None
-    assert cfg.train_dataloader.batch_size * 8 == \
-        cfg.auto_scale_lr.base_batch_size == 1024
-    mixup, cutmix = cfg.model.train_cfg.augments
-    assert (mixup.type, mixup.alpha, cutmix.type, cutmix.alpha) == \
-        ('Mixup', 0.8, 'CutMix', 1.0)
-    loss = cfg.model.head.loss
-    assert (loss.type, loss.label_smooth_val, loss.mode) == \
-        ('LabelSmoothLoss', 0.1, 'original')
-    steps = {t.type: t for t in cfg.train_dataloader.dataset.pipeline}
-    ra = steps['RandAugment']
-    assert (ra.policies, ra.num_policies, ra.magnitude_level,
-            ra.magnitude_std, ra.total_level) == ('timm_increasing', 2, 9,
-                                                  0.5, 10)
-    assert steps['RandomErasing'].erase_prob == 0.25
-    assert cfg.train_dataloader.dataset.data_root == 'data/imagenet'
+    model = build_classifier(cfg, device='meta')
+    wrapper, decay = weight_decays(model, cfg)
+    assert type(wrapper.optimizer).__name__ == 'AdamW'
+    assert wrapper.optimizer.defaults['lr'] == paper['lr']
+    assert max(decay.values()) == paper['weight_decay']
+    assert wrapper.clip_grad_kwargs is None
+    assert cfg.train_dataloader.batch_size * PAPER_GPUS == \
+        cfg.auto_scale_lr.base_batch_size == paper['batch']
+    augments = model.data_preprocessor.batch_augments
+    assert [(type(a).__name__, a.alpha) for a in augments.augments] == \
+        [('Mixup', paper['mixup']), ('CutMix', paper['cutmix'])]
+    assert augments.probs is None or np.allclose(augments.probs, 0.5)
+    # Label smoothing: the built loss of the head on a one-hot target is the
+    # cross-entropy against (1 - eps) one-hot + eps / classes.
+    loss = model.head.loss_module
+    classes = model.head.num_classes
+    logits = torch.randn(2, classes,
+                         generator=torch.Generator().manual_seed(0))
+    target = F.one_hot(torch.tensor([3, 7]), classes).float()
+    eps = paper['label_smoothing']
+    smoothed = (1 - eps) * target + eps / classes
+    expected = -(smoothed * logits.log_softmax(1)).sum(1).mean()
+    assert loss(logits, target) == pytest.approx(expected.item(), rel=1e-5)
+    init_default_scope('mmpretrain')
+    steps = [TRANSFORMS.build(t)
+             for t in cfg.train_dataloader.dataset.pipeline]
+    kinds = {type(t).__name__: t for t in steps}
+    ra, erase = kinds['RandAugment'], kinds['RandomErasing']
+    want = paper['randaugment']
+    assert (ra.num_policies, ra.magnitude_level, ra.magnitude_std,
+            ra.total_level) == (want['ops'], want['magnitude'],
+                                want['magnitude_std'], want['total_level'])
+    timm_increasing = TRANSFORMS.build(dict(
+        type='RandAugment', policies=want['policies'], num_policies=1,
+        magnitude_level=1)).policies
+    assert [(p['type'], p.get('magnitude_range')) for p in ra.policies] == \
+        [(p['type'], p.get('magnitude_range')) for p in timm_increasing]
+    assert erase.erase_prob == paper['reprob']
+    np.random.seed(0)
+    results = dict(img_path=coco_images[0])
+    for t in steps:
+        results = t(results)
+    assert tuple(results['inputs'].shape) == (3, paper['crop'], paper['crop'])
+    mmpretrain_root = get_config('mmpretrain::_base_/datasets/'
+                                 'imagenet_bs64_swin_224.py'
+                                 ).train_dataloader.dataset.data_root
+    assert cfg.train_dataloader.dataset.data_root == mmpretrain_root
     monkeypatch.setenv('IMAGENET_ROOT', '/datasets/imagenet')
     cfg = config('t')
     for loader in ('train', 'val', 'test'):
@@ -127,36 +208,34 @@ def test_recipe_is_the_authors(monkeypatch):
 
 
 def test_lr_schedule_follows_timm():
-    """timm's cosine (warm-up 1e-6 over 5 epochs, min 1e-5, stepped per
-    epoch) and its 10 default cool-down epochs: 310 epochs."""
-    from mmengine.optim.scheduler import CosineAnnealingLR, LinearLR
+    """The lr the built schedulers give per epoch of the built train loop
+    against timm's cosine (warm-up from 1e-6 over 5 epochs, min 1e-5,
+    stepped per epoch) and its 10 default cool-down epochs: 310 epochs."""
+    paper = PAPER_IMAGENET
     cfg = config('t')
-    assert cfg.train_cfg.max_epochs == 310
-    param = torch.nn.Parameter(torch.zeros(1))
-    opt = torch.optim.AdamW([param], lr=cfg.optim_wrapper.optimizer.lr)
-    kinds = dict(LinearLR=LinearLR, CosineAnnealingLR=CosineAnnealingLR)
-    schedulers = []
-    for s in cfg.param_scheduler:
-        s = dict(s)
-        schedulers.append(kinds[s.pop('type')](opt, **s))
+    total = paper['epochs'] + paper['cooldown_epochs']
+    lrs, loop = lr_curve(cfg, 1, range(total))
+    assert loop.max_epochs == total
+    base, warm, low = paper['lr'], paper['warmup_lr'], paper['min_lr']
 
     def timm(e: int) -> float:
-        if e < 5:
-            return 1e-6 + e * (2e-3 - 1e-6) / 5
-        if e >= 300:
-            return 1e-5
-        return 1e-5 + 0.5 * (2e-3 - 1e-5) * (1 + math.cos(math.pi * e / 300))
+        if e < paper['warmup_epochs']:
+            return warm + e * (base - warm) / paper['warmup_epochs']
+        if e >= paper['epochs']:
+            return low
+        return low + 0.5 * (base - low) * (
+            1 + math.cos(math.pi * e / paper['epochs']))
 
-    lrs = []
-    for _ in range(cfg.train_cfg.max_epochs):
-        lrs.append(opt.param_groups[0]['lr'])
-        opt.step()
-        for s in schedulers:
-            s.step()
-    expected = [timm(e) for e in range(310)]
-    assert np.allclose(lrs[:5], expected[:5], rtol=1e-9, atol=0)
-    assert max(abs(a - b) for a, b in zip(lrs, expected)) < 0.016 * 2e-3
-    assert abs(lrs[-1] - 1e-5) < 1e-7
+    lrs = [lrs[e] for e in range(total)]
+    expected = [timm(e) for e in range(total)]
+    warmup = paper['warmup_epochs']
+    assert np.allclose(lrs[:warmup], expected[:warmup], rtol=1e-9, atol=0)
+    assert max(abs(a - b) for a, b in zip(lrs, expected)) < 0.016 * base
+    assert abs(lrs[-1] - low) < 0.01 * low
+    for v in 'sb':
+        other = config(v)
+        for key in ('optim_wrapper', 'param_scheduler', 'train_cfg'):
+            assert other[key] == cfg[key], (v, key)
 
 
 def test_weight_decay_is_timms_filter_bias_and_bn(official_sd):
@@ -177,18 +256,20 @@ def test_weight_decay_is_timms_filter_bias_and_bn(official_sd):
         converted, _ = convert_official({key: value}, with_head=True)
         authors[next(iter(converted))] = (key, value.ndim)
     assert set(authors) == set(decay)
-    for name, wd in decay.items():
+    wd = PAPER_IMAGENET['weight_decay']
+    for name, d in decay.items():
         key, ndim = authors[name]
         timm_no_decay = ndim <= 1 or key.endswith('.bias')
-        assert wd == (0. if timm_no_decay else 0.05), (name, key, wd)
+        assert d == (0. if timm_no_decay else wd), (name, key, d)
     # Cases where rules could disagree.
-    assert decay['backbone.stages.0.blocks.0.layer_scale_1.weight'] == 0.05
+    assert decay['backbone.stages.0.blocks.0.layer_scale_1.weight'] == wd
     assert decay['backbone.stages.0.blocks.0.layer_scale_1.bias'] == 0.
-    assert decay['backbone.stages.0.relative_pos_bias'] == 0.05
+    assert decay['backbone.stages.0.relative_pos_bias'] == wd
     assert decay['backbone.stages.0.blocks.0.token_mixer.local_unit.bias'] == 0.
     assert decay['backbone.norm3.weight'] == decay['head.fc.bias'] == 0.
 
 
+@pytest.mark.slow
 def test_authors_checkpoint_loads_completely_with_their_logits(
         official_sd, authors_ckpt, tmp_path):
     """tools/test.py's path: official_to_mm_checkpoint, then MMEngine's
@@ -223,7 +304,7 @@ def test_non_authors_checkpoints_are_left_alone(authors_ckpt, tmp_path):
         assert not osp.exists(out)
 
 
-@pytest.mark.parametrize('variant', ['t', 'b'])
+@pytest.mark.parametrize('variant', VARIANTS)
 def test_test_pipeline_is_timms_eval_transform(variant, coco_images):
     """Short edge to floor(224 / crop_pct) with PIL bicubic, center crop 224:
     pixel for pixel what timm's (torchvision's) transform gives."""
@@ -236,28 +317,30 @@ def test_test_pipeline_is_timms_eval_transform(variant, coco_images):
     load, resize, crop, pack = steps
     assert (resize.edge, resize.interpolation, resize.backend) == \
         ('short', 'bicubic', 'pillow')
-    assert crop.crop_size == (224, 224)
+    size = PAPER_IMAGENET['crop']
+    assert crop.crop_size == (size, size)
     path = coco_images[0]
     results = load(dict(img_path=path))
     h, w = results['img'].shape[:2]
     results = resize(results)
-    short = RESIZE[variant]
+    short = eval_resize(variant)
     long = int(short * max(h, w) / min(h, w))
     assert results['img'].shape[:2] == ((short, long) if h < w else
                                         (long, short))
     results = crop(results)
-    assert results['img'].shape == (224, 224, 3)
+    assert results['img'].shape == (size, size, 3)
     timm_eval = transforms.Compose([
         transforms.Resize(
             short, interpolation=transforms.InterpolationMode.BICUBIC),
-        transforms.CenterCrop(224)
+        transforms.CenterCrop(size)
     ])
     with Image.open(path) as img:
         expected = np.asarray(timm_eval(img.convert('RGB')))
     assert np.array_equal(results['img'][..., ::-1], expected)
-    assert pack(results)['inputs'].shape == (3, 224, 224)
+    assert pack(results)['inputs'].shape == (3, size, size)
 
 
+@pytest.mark.slow
 def test_one_training_iteration_on_real_images(tiny_imagenet, tmp_path):
     """The full recipe (RandAugment, erasing, mixup/cutmix, label smoothing,
     EMA, AdamW with its decay rules) for one iteration of 4 images at 64x64
@@ -266,10 +349,8 @@ def test_one_training_iteration_on_real_images(tiny_imagenet, tmp_path):
     cfg = config('t')
     cfg.work_dir = str(tmp_path / 'work')
     pipeline = cfg.train_dataloader.dataset.pipeline
-    assert [t.type for t in pipeline] == [
-        'LoadImageFromFile', 'RandomResizedCrop', 'RandomFlip',
-        'RandAugment', 'RandomErasing', 'PackInputs']
-    pipeline[1].scale = 64
+    crop, = [t for t in pipeline if t.type == 'RandomResizedCrop']
+    crop.scale = 64
     cfg.train_dataloader = dict(
         batch_size=4, num_workers=0, persistent_workers=False,
         sampler=dict(type='DefaultSampler', shuffle=True),
@@ -291,7 +372,8 @@ def test_one_training_iteration_on_real_images(tiny_imagenet, tmp_path):
     assert not torch.equal(runner.model.head.fc.weight, before)
     ema, = [h for h in runner.hooks if type(h).__name__ == 'EMAHook']
     assert ema.ema_model.steps == 1
-    assert math.isclose(ema.ema_model.momentum, 2e-4)
+    assert math.isclose(ema.ema_model.momentum,
+                        1 - PAPER_IMAGENET['ema_decay']['t'])
 
 
 @pytest.fixture(scope='module')
@@ -300,7 +382,9 @@ def tiny_config(tiny_imagenet, tmp_path_factory) -> str:
     transform is checked above), dumped to a file for the tools."""
     cfg = config('t')
     pipeline = cfg.test_dataloader.dataset.pipeline
-    pipeline[1].scale, pipeline[2].crop_size = 72, 64
+    resize, = [t for t in pipeline if t.type == 'ResizeEdge']
+    crop, = [t for t in pipeline if t.type == 'CenterCrop']
+    resize.scale, crop.crop_size = 72, 64
     cfg.test_dataloader = dict(
         batch_size=2, num_workers=0, persistent_workers=False,
         sampler=dict(type='DefaultSampler', shuffle=False),
@@ -311,6 +395,7 @@ def tiny_config(tiny_imagenet, tmp_path_factory) -> str:
     return path
 
 
+@pytest.mark.slow
 def test_tools_test_evaluates_an_authors_checkpoint(
         official_sd, authors_ckpt, tiny_config, tmp_path):
     """tools/test.py on the authors' file: converted, loaded completely, and
@@ -349,6 +434,7 @@ def test_tools_test_evaluates_an_authors_checkpoint(
                               rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_image_demo_prints_top5(authors_ckpt, tiny_config, coco_images,
                                 tmp_path, capsys, monkeypatch):
     from mmpretrain.datasets.categories import IMAGENET_CATEGORIES

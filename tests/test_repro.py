@@ -1,6 +1,7 @@
 """Reproduction fidelity beyond the model (issue 17): the Semantic FPN's
 initial weights, the evaluation / best-checkpoint settings, and full
 training batches (an epoch-end batch of one image must not stop training)."""
+import copy
 import glob
 import importlib.util
 import math
@@ -8,15 +9,13 @@ import os.path as osp
 
 import pytest
 import torch
+from conftest import CONFIGS, PAPER_SEM_FPN, ROOT, train_loop
 from mmengine.config import Config
-from mmengine.registry import DATA_SAMPLERS, init_default_scope
+from mmengine.registry import DATA_SAMPLERS, HOOKS, init_default_scope
 from torch.utils.data import Dataset, SequentialSampler
 
 from transxnet_mm.analysis import build_model
 from transxnet_mm.samplers import FullBatchSampler
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONFIGS = osp.join(ROOT, 'configs')
 
 
 def config(name: str) -> Config:
@@ -107,48 +106,100 @@ def test_pytorch_default_initialiser():
 
 
 # ------------------------------------------------- evaluation settings ---
+def built_checkpoint_hook(cfg):
+    init_default_scope(cfg.default_scope)
+    return HOOKS.build(cfg.default_hooks.checkpoint)
+
+
+def loader_batches(cfg, dataset, batches: int = None) -> tuple:
+    """The config's train dataloader, built by MMEngine's Runner over
+    ``dataset`` in this process (no workers): the lengths of its batches,
+    the first ``batches`` of them (all of one epoch when None), and the
+    items seen."""
+    import itertools
+    from mmengine.runner import Runner
+    init_default_scope(cfg.default_scope)
+    loader_cfg = copy.deepcopy(cfg.train_dataloader)
+    loader_cfg.update(dataset=dataset, num_workers=0,
+                      persistent_workers=False)
+    loader = Runner.build_dataloader(loader_cfg, seed=0)
+    taken = list(itertools.islice(loader, batches))
+    return [len(b) for b in taken], {int(i) for b in taken for i in b}
+
+
 @pytest.mark.parametrize('variant', ['t', 's', 'b'])
-def test_seg_validates_every_4000_and_keeps_the_best_miou(variant):
-    cfg = config(f'fpn_transxnet_{variant}_ade20k.py')
-    assert cfg.train_cfg.val_interval == 4000
-    ckpt = cfg.default_hooks.checkpoint
-    assert (ckpt.type, ckpt.by_epoch, ckpt.interval, ckpt.save_best,
-            ckpt.max_keep_ckpts) == ('CheckpointHook', False, 4000, 'mIoU', 1)
+def test_seg_validates_and_keeps_checkpoints_as_the_authors(variant):
+    """The built train loop validates every 4000 iterations; the built
+    checkpoint hook saves as often, by iteration, keeps the latest one and
+    the best mIoU, a metric the built evaluator reports."""
+    from mmseg.datasets import ADE20KDataset
+    from mmseg.registry import METRICS
+    cfg = config(f'sem_fpn/fpn_transxnet_{variant}_ade20k.py')
+    authors = PAPER_SEM_FPN
+    loop = train_loop(cfg)
+    assert type(loop).__name__ == 'IterBasedTrainLoop'
+    assert loop.val_interval == authors['val_interval']
+    hook = built_checkpoint_hook(cfg)
+    assert (hook.by_epoch, hook.interval, hook.max_keep_ckpts) == \
+        (False, authors['val_interval'], authors['max_keep_ckpts'])
+    assert hook.save_best == [authors['save_best']]
+    metric = METRICS.build(cfg.val_evaluator)
+    metric.dataset_meta = ADE20KDataset.METAINFO
+    classes = len(ADE20KDataset.METAINFO['classes'])
+    areas = tuple(torch.ones(classes) for _ in range(4))
+    assert authors['save_best'] in metric.compute_metrics([areas])
 
 
 @pytest.mark.parametrize(
     'name', leaf_configs('retinanet_') + leaf_configs('mask_rcnn_') +
     leaf_configs('cascade_mask_rcnn_'))
-def test_detection_keeps_the_best_bbox_map_and_full_batches(name):
+def test_detection_keeps_the_best_bbox_map_and_full_batches(
+        name, coco_sample):
+    """The built checkpoint hook keeps the best of the built evaluator's
+    first metric (the authors' mmdet 2 save_best='auto': bbox mAP); the
+    built train dataloader over 7 images of two aspect groups gives full
+    batches only and every image."""
+    from mmdet.registry import METRICS
     cfg = config(name)
-    ckpt = cfg.default_hooks.checkpoint
-    assert (ckpt.save_best, ckpt.rule) == ('coco/bbox_mAP', 'greater')
-    sampler = cfg.train_dataloader.batch_sampler.to_dict()
-    sampler.pop('_scope_', None)  # added by mmengine for an mmdet:: base
-    assert sampler == dict(
-        type='FullBatchSampler',
-        batch_sampler=dict(type='AspectRatioBatchSampler'))
+    hook = built_checkpoint_hook(cfg)
+    evaluator = dict(cfg.val_evaluator, ann_file=osp.join(
+        coco_sample, 'annotations', 'instances_val2017_sample.json'))
+    metric = METRICS.build(evaluator)
+    assert hook.save_best == [f'{metric.prefix}/{metric.metrics[0]}_mAP']
+    assert metric.metrics[0] == 'bbox' and hook.rules == ['greater']
+    sizes = [(480, 640)] * 3 + [(640, 480)] * 4
+    lengths, seen = loader_batches(cfg, Images(sizes))
+    batch = cfg.train_dataloader.batch_size
+    assert batch >= 2 and set(lengths) == {batch}
+    assert seen == set(range(len(sizes)))
 
 
 @pytest.mark.parametrize('name', leaf_configs('fpn_') +
                          leaf_configs('upernet_'))
 def test_segmentation_batches_are_full(name):
-    """mmseg trains from an InfiniteSampler: PyTorch's BatchSampler over an
-    endless stream never yields a short batch."""
-    loader = config(name).train_dataloader
-    assert loader.sampler.type == 'InfiniteSampler'
-    assert loader.get('batch_sampler') is None and loader.batch_size >= 2
+    """mmseg trains from an endless sampler: the built train dataloader
+    over an odd dataset never yields a short batch."""
+    cfg = config(name)
+    lengths, seen = loader_batches(cfg, Images([(640, 480)] * 5), 6)
+    batch = cfg.train_dataloader.batch_size
+    assert batch >= 2 and lengths == [batch] * 6
+    assert seen == set(range(5))
 
 
 @pytest.mark.parametrize('name', leaf_configs('transxnet_'))
 def test_classification_drops_the_last_batch_as_timm(name):
-    loader = config(name).train_dataloader
-    assert loader.drop_last is True and loader.batch_size >= 2
+    """The built train dataloader over 2 batches + 1 image: 2 full
+    batches (timm's drop_last)."""
+    cfg = config(name)
+    batch = cfg.train_dataloader.batch_size
+    lengths, _ = loader_batches(cfg, Images([(64, 64)] * (2 * batch + 1)))
+    assert batch >= 2 and lengths == [batch, batch]
 
 
 # ------------------------------------------------------- full batches ---
 class Images(Dataset):
-    """Stand-in for an mmdet dataset: only get_data_info is used."""
+    """Stand-in for a dataset: its images' sizes (get_data_info, what
+    mmdet's samplers read); an item is its index."""
 
     def __init__(self, sizes):
         self.sizes = sizes
@@ -159,6 +210,9 @@ class Images(Dataset):
     def get_data_info(self, idx):
         w, h = self.sizes[idx]
         return dict(width=w, height=h)
+
+    def __getitem__(self, idx):
+        return idx
 
 
 @pytest.mark.parametrize('sizes,batch_size', [
@@ -213,6 +267,7 @@ def tiny_run(cfg: Config, work_dir: str, num_images: int):
     return runner
 
 
+@pytest.mark.slow
 def test_detection_epoch_over_an_odd_real_sample_finishes(coco_sample,
                                                           tmp_path):
     """One process (plain BN), 3 real COCO images, batch 2, one epoch:
@@ -241,6 +296,7 @@ def ade_sample(coco_sample):
     return out
 
 
+@pytest.mark.slow
 def test_segmentation_epoch_over_an_odd_real_sample_finishes(ade_sample,
                                                              tmp_path):
     """One process (plain BN), 3 real ADE20K-layout images, batch 2: the

@@ -1,6 +1,6 @@
-"""Semantic FPN configs: build, parameter counts, the paper's settings, the
-AlignResize transform, the lr schedule and a real run on the ADE20K-layout
-sample."""
+"""Semantic FPN configs: what the built models, optimizers, schedules and
+pipelines are, against the paper's settings (conftest's PAPER_SEM_FPN);
+the AlignResize transform; a real run on the ADE20K-layout sample."""
 import glob
 import importlib.util
 import json
@@ -10,81 +10,110 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, config_file, fixed_batch_losses, run_tool
+from conftest import (AUTHORS_MODEL_PARAMS, PAPER_GPUS, PAPER_SEM_FPN,
+                      PAPER_VARIANTS, ROOT, backbone_facts, build_structure,
+                      config_file, dataset_on_sample, fixed_batch_losses,
+                      keep_ratio_size, linear_drop_path, lr_curve, run_tool,
+                      weight_decays)
 from mmengine.config import Config
-from mmengine.optim import build_optim_wrapper
-from mmengine.registry import PARAM_SCHEDULERS
 
 from transxnet_mm.analysis import build_model
 from transxnet_mm.transforms import AlignResize
 
-# Measured with the authors' model inside mmseg 1.2.2 (M params).
-PARAMS = {'t': 16.60, 's': 30.62, 'b': 51.66}
-CHANNELS = {'t': [48, 96, 224, 448], 's': [64, 128, 320, 512],
-            'b': [76, 152, 336, 672]}
-DROP_PATH = {'t': 0.1, 's': 0.2, 'b': 0.3}
 DEMO = osp.join(ROOT, 'configs/demo/fpn_transxnet_t_ade20k_sample.py')
 CONVERTER = osp.join(ROOT, 'tools/dataset_converters/coco_to_ade20k_sample.py')
+VARIANTS = ['t', 's', 'b']
 
 
 def config(variant: str) -> Config:
     return Config.fromfile(config_file(f'fpn_transxnet_{variant}_ade20k'))
 
 
-@pytest.mark.parametrize('variant', sorted(PARAMS))
-def test_config_builds_runs_and_matches_params(variant):
+def name(variant: str) -> str:
+    return f'fpn_transxnet_{variant}_ade20k'
+
+
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_params_are_the_authors_models(variant):
+    """Counted on the built model: the authors' model in mmseg 1.2.2."""
+    model, _ = build_structure(config(variant))
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    assert round(params, 2) == AUTHORS_MODEL_PARAMS[name(variant)]
+
+
+@pytest.mark.parametrize('variant', [
+    't'] + [pytest.param(v, marks=pytest.mark.slow) for v in 'sb'])
+def test_built_model_runs_with_the_papers_fpn(variant):
+    """A real forward: four backbone outputs (strides 4-32, the stage
+    channels), the FPN's four 256-channel levels, the head's 128 channels
+    into the classifier, logits for ADE20K's classes at stride 4."""
+    from mmseg.datasets import ADE20KDataset
     model, scope = build_model(config(variant))
     assert scope == 'mmseg'
-    params = sum(p.numel() for p in model.parameters()) / 1e6
-    assert round(params, 2) == PARAMS[variant]
+    captured = {}
+    for part in ('backbone', 'neck'):
+        getattr(model, part).register_forward_hook(
+            lambda m, i, out, part=part: captured.setdefault(part, out))
+    model.decode_head.conv_seg.register_forward_pre_hook(
+        lambda m, args: captured.setdefault('head', args[0]))
+    size = 128
     with torch.no_grad():
-        logits = model(torch.rand(1, 3, 128, 128))  # tensor mode
-    assert logits.shape == (1, 150, 32, 32)
+        logits = model(torch.rand(1, 3, size, size))  # tensor mode
     assert torch.isfinite(logits).all()
+    paper = PAPER_SEM_FPN
+    assert [size // f.shape[2] for f in captured['backbone']] == \
+        [4, 8, 16, 32]
+    assert [f.shape[1] for f in captured['backbone']] == \
+        PAPER_VARIANTS[variant]['channels']
+    assert len(captured['neck']) == paper['fpn_outs']
+    assert {f.shape[1] for f in captured['neck']} == {paper['fpn_out']}
+    assert captured['head'].shape[1] == paper['head_channels']
+    classes = len(ADE20KDataset.METAINFO['classes'])
+    assert classes == paper['num_classes']
+    assert logits.shape == (1, classes, size // 4, size // 4)
 
 
-@pytest.mark.parametrize('variant', sorted(PARAMS))
-def test_paper_settings(variant):
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_backbone_head_and_optimizer_are_the_papers(variant):
+    """The built model: the variant's backbone (drop path growing to the
+    paper's rate, SyncBN, the authors' checkpoint, which loads through
+    init_cfg: a model.pretrained would not build), the FPN head's 128
+    channels, dropout 0.1 and SyncBN; the built optimizer: AdamW, the
+    paper's lr and weight decay on every parameter, no clipping; the total
+    batch of 8 GPUs."""
     cfg = config(variant)
-    model = cfg.model
-    assert model.pretrained is None
-    bb = model.backbone
-    assert (bb.type, bb.arch, bb.out_indices, bb.drop_path_rate) == \
-        ('TransXNet', variant, (0, 1, 2, 3), DROP_PATH[variant])
-    assert bb.norm_cfg.type == 'SyncBN'
-    assert bb.init_cfg == dict(
-        type='Pretrained', checkpoint=f'checkpoints/transx-{variant}.pth.tar')
-    assert (model.neck.type, model.neck.in_channels, model.neck.out_channels,
-            model.neck.num_outs) == ('FPN', CHANNELS[variant], 256, 4)
+    paper = PAPER_SEM_FPN
+    model, _ = build_structure(cfg)
+    facts = backbone_facts(model.backbone)
+    assert facts['variant'] == variant
+    assert facts['drop_path'] == pytest.approx(linear_drop_path(
+        PAPER_VARIANTS[variant]['drop_path_dense'], sum(facts['depths'])))
+    assert facts['batch_norms'] == {'SyncBatchNorm'}
+    assert osp.basename(facts['checkpoint']) == f'transx-{variant}.pth.tar'
     head = model.decode_head
-    assert (head.type, head.channels, head.dropout_ratio, head.num_classes,
-            head.norm_cfg.type) == ('FPNHead', 128, 0.1, 150, 'SyncBN')
-    assert model.data_preprocessor.size == (512, 512)
-    opt = cfg.optim_wrapper
-    assert opt.optimizer == dict(type='AdamW', lr=2e-4, weight_decay=1e-4)
-    assert opt.get('clip_grad') is None and 'paramwise_cfg' not in opt
-    assert cfg.train_cfg.max_iters == 80000
-    assert cfg.train_dataloader.batch_size * 8 == \
-        cfg.auto_scale_lr.base_batch_size == 32
-    train = [t.type for t in cfg.train_dataloader.dataset.pipeline]
-    assert train == ['LoadImageFromFile', 'LoadAnnotations', 'RandomResize',
-                     'RandomCrop', 'RandomFlip', 'PhotoMetricDistortion',
-                     'PackSegInputs']
-    resize, crop = cfg.train_dataloader.dataset.pipeline[2:4]
-    assert (resize.scale, resize.ratio_range, resize.keep_ratio) == \
-        ((2048, 512), (0.5, 2.0), True)
-    assert (crop.crop_size, crop.cat_max_ratio) == ((512, 512), 0.75)
-    for loader in (cfg.val_dataloader, cfg.test_dataloader):
-        align = loader.dataset.pipeline[1]
-        assert (align.type, align.scale, align.keep_ratio,
-                align.size_divisor) == ('AlignResize', (2048, 512), True, 32)
-    assert cfg.test_pipeline[1].type == 'AlignResize'  # used by inference
-    assert cfg.val_evaluator.type == 'IoUMetric'
+    assert head.channels == paper['head_channels']
+    assert isinstance(head.dropout, torch.nn.Dropout2d)
+    assert head.dropout.p == paper['dropout']
+    assert {type(m).__name__ for m in head.modules()
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)} == \
+        {'SyncBatchNorm'}
+    wrapper, decay = weight_decays(model, cfg)
+    assert type(wrapper.optimizer).__name__ == 'AdamW'
+    assert wrapper.optimizer.defaults['lr'] == paper['lr']
+    assert set(decay.values()) == {paper['weight_decay']}
+    assert {g['lr'] for g in wrapper.optimizer.param_groups} == {paper['lr']}
+    assert wrapper.clip_grad_kwargs is None
+    assert type(wrapper).__name__ == 'OptimWrapper'
+    assert cfg.train_dataloader.batch_size * PAPER_GPUS == \
+        cfg.auto_scale_lr.base_batch_size == paper['batch']
 
 
 def test_ade20k_root_is_set_in_one_place(monkeypatch):
+    """The default is mmseg's ADE20K root; ADE20K_ROOT moves every split."""
+    from mmengine.hub import get_config
+    mmseg_default = get_config('mmseg::_base_/datasets/ade20k.py')
     assert config('t').train_dataloader.dataset.data_root == \
-        'data/ade/ADEChallengeData2016'
+        mmseg_default.data_root
     monkeypatch.setenv('ADE20K_ROOT', '/datasets/ade')
     cfg = config('b')
     roots = {loader.dataset.data_root for loader in (
@@ -92,43 +121,101 @@ def test_ade20k_root_is_set_in_one_place(monkeypatch):
     assert roots == {'/datasets/ade'}
 
 
-def _lr_schedule(cfg: Config, at: set) -> dict:
-    """The lr of each iteration in ``at``, stepping mmengine's schedulers
-    built from the config as the runner's ParamSchedulerHook does."""
-    wrapper = build_optim_wrapper(torch.nn.Linear(2, 2), cfg.optim_wrapper)
-    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=wrapper))
-                  for s in cfg.param_scheduler]
-    lrs = {}
-    for it in range(max(at) + 1):
-        if it in at:
-            lrs[it] = wrapper.get_lr()['lr'][0]
-        for scheduler in schedulers:
-            scheduler.step()
-    return lrs
-
-
 def test_lr_schedule_is_warmup_then_cosine_as_the_authors():
-    """mmcv 1.x CosineAnnealing(min_lr_ratio=1e-8) with a 1000-iteration
-    linear warm-up from 0.1: lr = base * warm-up factor * cosine factor."""
+    """The lr the built schedulers give over the built train loop against
+    the authors' mmcv 1.x CosineAnnealing(min_lr_ratio=1e-8) with a
+    1000-iteration linear warm-up from 0.1: lr = base * warm-up factor *
+    cosine factor, over the paper's 80k iterations. S and B train with T's
+    optimizer, schedule and loop."""
     cfg = config('t')
-    base, total = 2e-4, 80000
+    paper = PAPER_SEM_FPN
+    base, total, min_ratio = paper['lr'], paper['iters'], paper['min_lr_ratio']
+    warmup, ratio = paper['warmup_iters'], paper['warmup_ratio']
 
     def authors(it):
-        cosine = 1e-8 + (1 - 1e-8) * (1 + math.cos(math.pi * it / total)) / 2
-        warm = 0.1 + 0.9 * it / 1000 if it < 1000 else 1.
+        cosine = min_ratio + (1 - min_ratio) * (
+            1 + math.cos(math.pi * it / total)) / 2
+        warm = ratio + (1 - ratio) * it / warmup if it < warmup else 1.
         return base * warm * cosine
 
-    at = {0, 1, 500, 999, 1000, 40000, 79999, 80000}
-    lrs = _lr_schedule(cfg, at)
+    at = {0, 1, 500, warmup - 1, warmup, total // 2, total - 1}
+    lrs, loop = lr_curve(cfg, 1, at)
+    assert loop.max_iters == total
     # abs 1e-13 (5e-10 of the base lr): at the very end the lr is ~2e-12 and
     # mmengine's recursive cosine carries its eta_min through the warm-up
     # product slightly differently (2.08e-12 instead of 2e-12).
     for it in at:
         assert lrs[it] == pytest.approx(authors(it), rel=1e-6, abs=1e-13), it
-    assert lrs[0] == pytest.approx(2e-5)
-    assert lrs[1] == pytest.approx(2e-4 * 0.1009, rel=1e-6)
-    assert lrs[1000] == pytest.approx(2e-4, rel=1e-3)
-    assert lrs[80000] < 1e-11
+    assert lrs[total - 1] < base * 1e-7
+    for v in 'sb':
+        other = config(v)
+        for key in ('optim_wrapper', 'param_scheduler', 'train_cfg'):
+            assert other[key] == cfg[key], (v, key)
+
+
+def test_train_pipeline_resizes_crops_and_pads_as_the_paper(ade_sample):
+    """The built train pipeline on the real ADE20K-layout images: resized
+    keeping the ratio to (2048, 512) x a random 0.5-2.0, cropped to at most
+    512x512 (exactly that once the image is larger), flipped half the time;
+    the data preprocessor pads every crop to 512x512."""
+    import copy
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+    cfg = config('t')
+    paper = PAPER_SEM_FPN
+    init_default_scope('mmseg')
+    dataset = dataset_on_sample(cfg.train_dataloader.dataset, ade_sample[0])
+    steps = dataset.pipeline.transforms
+    resize = next(i for i, t in enumerate(steps)
+                  if 'Resize' in type(t).__name__)
+    np.random.seed(0)
+    loaded = dataset.get_data_info(0)
+    for t in steps[:resize]:
+        loaded = t(loaded)
+    oh, ow = loaded['ori_shape']
+    short = min(keep_ratio_size((oh, ow), paper['scale']))
+    ratios = [min(steps[resize](copy.deepcopy(loaded))['img_shape']) / short
+              for _ in range(60)]
+    lo, hi = paper['ratio_range']
+    # 60 draws of U(0.5, 2): each bound within 0.3 of its end (P > 1 - 1e-5)
+    assert lo - 0.01 <= min(ratios) < lo + 0.3
+    assert hi - 0.3 < max(ratios) <= hi + 0.01
+    crop = paper['crop']
+    outs = [dataset[0] for _ in range(12)]
+    crops = [tuple(out['inputs'].shape[1:]) for out in outs]
+    assert all(h <= crop[0] and w <= crop[1] for h, w in crops)
+    assert crop in crops and len(set(crops)) > 1
+    flips = [out['data_samples'].flip for out in outs]
+    assert 0 < sum(flips) < len(flips)
+    preprocessor = MODELS.build(cfg.model.data_preprocessor)
+    small = next(out for out, size in zip(outs, crops) if size != crop)
+    batch = preprocessor(dict(inputs=[small['inputs']],
+                              data_samples=[small['data_samples']]), True)
+    assert tuple(batch['inputs'].shape[2:]) == crop
+
+
+def test_test_pipeline_aligns_the_scale_to_32(ade_sample):
+    """The built test pipeline (the dataloaders' and the one inference
+    uses): (2048, 512) keeping the ratio, each side rounded up to a
+    multiple of 32; the labels stay at the original size for the metric."""
+    from mmengine.dataset import Compose
+    from mmengine.registry import init_default_scope
+    cfg = config('t')
+    paper = PAPER_SEM_FPN
+    init_default_scope('mmseg')
+    div = paper['size_divisor']
+    for loader in (cfg.val_dataloader, cfg.test_dataloader):
+        dataset = dataset_on_sample(loader.dataset, ade_sample[0])
+        inference = Compose(cfg.test_pipeline)
+        for i in range(3):
+            out = dataset[i]
+            meta = out['data_samples'].metainfo
+            h, w = keep_ratio_size(meta['ori_shape'], paper['scale'])
+            size = (math.ceil(h / div) * div, math.ceil(w / div) * div)
+            assert tuple(out['inputs'].shape[1:]) == size
+            assert out['data_samples'].gt_sem_seg.shape == meta['ori_shape']
+            again = inference(dataset.get_data_info(i))
+            assert torch.equal(again['inputs'], out['inputs'])
 
 
 @pytest.mark.parametrize('hw', [(375, 500), (640, 480), (333, 1001),
@@ -209,6 +296,7 @@ def test_converter_writes_ade_layout_with_mapped_labels(ade_sample):
             converter.CLASS_MAP['horse'] = 'animal'
 
 
+@pytest.mark.slow
 def test_loss_falls_on_a_fixed_batch(ade_sample):
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
@@ -229,6 +317,7 @@ def test_loss_falls_on_a_fixed_batch(ade_sample):
     assert min(losses[-2:]) < losses[0] * 0.9, losses
 
 
+@pytest.mark.slow
 def test_train_evaluate_test_and_draw_on_real_sample(ade_sample, tmp_path):
     """tools/train.py: a few iterations of the demo with mIoU at the end;
     tools/test.py --show-dir and tools/image_demo.py on its checkpoint."""

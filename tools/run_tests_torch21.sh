@@ -46,7 +46,7 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 "$PY" -c 'import torch, mmcv, mmengine; print(f"[torch21] torch {torch.__version__}, mmcv {mmcv.__version__} (lite), mmengine {mmengine.__version__}")'
 exec "$PY" -m pytest \
     tests/test_torch_compat.py tests/test_backbone.py tests/test_checkpoint.py tests/test_cli.py \
-    tests/test_classification.py::test_config_builds_with_paper_params \
+    tests/test_classification.py::test_classifier_is_the_authors \
     tests/test_classification.py::test_authors_checkpoint_loads_completely_with_their_logits \
     tests/test_fast_path.py::test_attention_gradients_without_saving_the_matrix \
     tests/test_fast_path.py::test_attention_gradgradcheck \

@@ -35,3 +35,5 @@ optim_wrapper = dict(
 train_dataloader = dict(dataset=dict(data_root=data_root))
 val_dataloader = dict(dataset=dict(data_root=data_root))
 test_dataloader = val_dataloader
+# The protocol's total batch: 8 GPUs x 2 images (for --auto-scale-lr).
+auto_scale_lr = dict(enable=False, base_batch_size=16)
