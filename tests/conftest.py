@@ -29,7 +29,26 @@ def pytest_configure(config):
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     config.addinivalue_line(
         'markers', 'slow: exports, subprocess trainings, compiling, large '
-        'sizes (the fast tier: pytest -m "not slow")')
+        'sizes, the S and B variants (the fast tier: pytest -m "not slow")')
+
+
+# Parameters that name one of the paper's variants ('t', 's', 'b') or one of
+# our configs or models ('retinanet_transxnet_s', 'transxnet/..._b_...').
+VARIANT_PARAMS = ('arch', 'variant', 'name')
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests run for every variant take T in the fast tier; the same checks
+    on S and B (larger models, the same code) are marked slow."""
+    import re
+    for item in items:
+        params = getattr(getattr(item, 'callspec', None), 'params', {})
+        for key in VARIANT_PARAMS:
+            value = params.get(key)
+            if isinstance(value, str) and (value in ('s', 'b') or re.search(
+                    r'transxnet_[sb](_|\.py$|$)', value)):
+                item.add_marker(pytest.mark.slow)
+                break
 
 
 @pytest.fixture(scope='session')

@@ -118,6 +118,7 @@ def test_onnx_segmentation_equal_pytorch(onnx_dir, coco_sample):
     assert (ref == out).float().mean() > 0.999
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('size,out', [((3136, 49), (60800, 950)),
                                       ((784, 49), (15200, 950)),
                                       ((196, 49), (1024, 256)),

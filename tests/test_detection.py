@@ -29,12 +29,6 @@ def recipe(name: str) -> dict:
         PAPER_MASK_RCNN
 
 
-def slow_unless_t(names):
-    """T runs in the fast tier; S and B builds take 10-25 s each."""
-    return [n if variant_of(n) == 't' else pytest.param(
-        n, marks=pytest.mark.slow) for n in names]
-
-
 @pytest.mark.parametrize('name', NAMES)
 def test_params_are_the_papers(name):
     """Counted on the built model: the paper's Tables IV / V (0.1 M) and
@@ -62,7 +56,7 @@ def test_backbone_is_the_papers(name):
     assert osp.basename(facts['checkpoint']) == f'transx-{variant}.pth.tar'
 
 
-@pytest.mark.parametrize('name', slow_unless_t(NAMES))
+@pytest.mark.parametrize('name', NAMES)  # S, B: slow (conftest)
 def test_built_model_runs_with_the_papers_feature_strides(name):
     """A real forward: the backbone gives the paper's strides (RetinaNet
     drops stride 4) with the stage channels, the FPN five 256-channel

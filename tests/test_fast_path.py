@@ -24,7 +24,8 @@ def load(arch, sd, train=False):
 
 
 @pytest.mark.parametrize('arch,shape', [('t', (8, 224, 224)),
-                                        ('t', (2, 512, 512)),
+                                        pytest.param('t', (2, 512, 512),
+                                                     marks=pytest.mark.slow),
                                         pytest.param('t', (1, 800, 1216),
                                                      marks=pytest.mark.slow),
                                         ('t', (1, 97, 131)),
@@ -56,7 +57,7 @@ def _reference_grads(sd, x, weights, dtype):
 @pytest.mark.parametrize('arch,shape,kernels', [
     pytest.param('t', (2, 512, 512), True, marks=pytest.mark.slow),
     ('t', (2, 250, 330), True),
-    ('t', (2, 250, 330), False),
+    pytest.param('t', (2, 250, 330), False, marks=pytest.mark.slow),
     pytest.param('s', (2, 130, 170), True, marks=pytest.mark.slow),
     pytest.param('b', (2, 96, 160), True, marks=pytest.mark.slow)])
 def test_gradients_match_reference(arch, shape, kernels, official_sd):

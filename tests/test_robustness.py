@@ -122,6 +122,7 @@ def test_bf16_autocast_inference_close_to_fp32(official_sd):
         assert ((a.float() - b).abs().max() / b.abs().max()) < 0.05
 
 
+@pytest.mark.slow
 def test_amp_flag_on_cpu_says_it_needs_a_gpu():
     if torch.cuda.is_available():
         pytest.skip('has a GPU')

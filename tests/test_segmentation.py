@@ -41,8 +41,7 @@ def test_params_are_the_authors_models(variant):
     assert round(params, 2) == AUTHORS_MODEL_PARAMS[name(variant)]
 
 
-@pytest.mark.parametrize('variant', [
-    't'] + [pytest.param(v, marks=pytest.mark.slow) for v in 'sb'])
+@pytest.mark.parametrize('variant', VARIANTS)  # S, B: slow (conftest)
 def test_built_model_runs_with_the_papers_fpn(variant):
     """A real forward: four backbone outputs (strides 4-32, the stage
     channels), the FPN's four 256-channel levels, the head's 128 channels
