@@ -1,7 +1,12 @@
-"""Model complexity and speed of any of our configs (mmdet, mmseg, mmpretrain).
+"""Model complexity, speed and memory of any of our configs (mmdet, mmseg,
+mmpretrain), and the authors' model as a baseline.
 
-Used by ``tools/analysis_tools/get_flops.py`` and ``benchmark.py``.
+Used by the tools in ``tools/analysis_tools/`` (get_flops, benchmark,
+benchmark_backbone, benchmark_train).
 """
+import importlib.util
+import os
+import platform
 import statistics
 import time
 from functools import partial
@@ -104,3 +109,67 @@ def median_time(fn: Callable[[], object], runs: int = 10, warmup: int = 2,
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
+
+
+def cpu_peak_bytes(step: Callable[[], object], steps: int = 2) -> int:
+    """Peak of the running sum of tensor allocations (+) and frees (-) over
+    ``steps`` calls of ``step``, from the profiler's op and memory events in
+    time order: what one step leaves allocated counts in the next."""
+    with torch.profiler.profile(
+            activities=[torch.profiler.ProfilerActivity.CPU],
+            profile_memory=True) as prof:
+        for _ in range(steps):
+            step()
+    current = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        current += event.self_cpu_memory_usage
+        peak = max(peak, current)
+    return peak
+
+
+def authors_model(path: str, arch: str, state_dict: Dict[str, torch.Tensor],
+                  drop_path_rate: float = 0.) -> torch.nn.Module:
+    """The authors' dense TransXNet (``fork_feat=True``) from their model
+    file, holding the weights of our backbone's ``state_dict`` (their key
+    names from our converter; our output norm i is their ``norm{2i}``).
+    Output norms our backbone lacks (stages it does not output) are left
+    out of theirs with ``start_level``, as their configs do."""
+    from transxnet_mm.models.convert import to_official
+    if not os.path.isfile(path):
+        raise SystemExit(f'{path!r} does not exist: give the path of the '
+                         "authors' model file, e.g. "
+                         '../shared/reference/authors_transxnet_dense.py')
+    spec = importlib.util.spec_from_file_location('authors_transxnet', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sd, norms = to_official(state_dict)
+    outputs = sorted({int(k[4]) for k in norms})
+    model = module.TransXNet(arch=arch, fork_feat=True,
+                             drop_path_rate=drop_path_rate,
+                             start_level=outputs[0])
+    sd.update((f'norm{2 * int(k[4])}{k[5:]}', v) for k, v in norms.items())
+    model.load_state_dict(sd)
+    return model
+
+
+def machine(device: str, threads: int) -> str:
+    """The processor (or GPU) a benchmark ran on, for its table's title."""
+    if device.startswith('cuda'):
+        return f'{torch.cuda.get_device_name()} (CUDA {torch.version.cuda})'
+    model = platform.processor()
+    try:
+        with open('/proc/cpuinfo') as f:
+            model = next(line.split(':', 1)[1].strip() for line in f
+                         if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    return f'{model}, {threads} threads'
+
+
+def matmul_contender(threads: int) -> None:
+    """A competing process for ``--contention`` measurements: matrix
+    products on ``threads`` threads until killed."""
+    torch.set_num_threads(threads)
+    a = torch.randn(1024, 1024)
+    while True:
+        a = torch.tanh(a @ a)

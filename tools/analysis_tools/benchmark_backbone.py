@@ -37,10 +37,8 @@ runs both columns with glibc keeping freed memory (the environment variables
 MALLOC_MMAP_MAX_=0 and MALLOC_TRIM_THRESHOLD_), which users can set too.
 """
 import argparse
-import importlib.util
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -48,6 +46,8 @@ import time
 
 import torch
 
+from transxnet_mm.analysis import (authors_model, cpu_peak_bytes, machine,
+                                   matmul_contender)
 from transxnet_mm.models import TransXNet
 from transxnet_mm.models.convert import to_official
 from transxnet_mm.models.reference import reference_forward
@@ -90,40 +90,6 @@ def parse_args():
         parser.error('--warmup must be at least 2: the first two steps '
                      'measure the memory')
     return args
-
-
-def cpu_peak_bytes(step, steps: int = 2) -> int:
-    """Peak of the running sum of tensor allocations (+) and frees (-) over
-    ``steps`` calls of ``step``, from the profiler's op and memory events in
-    time order: what one step leaves allocated counts in the next."""
-    with torch.profiler.profile(
-            activities=[torch.profiler.ProfilerActivity.CPU],
-            profile_memory=True) as prof:
-        for _ in range(steps):
-            step()
-    current = peak = 0
-    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
-        current += event.self_cpu_memory_usage
-        peak = max(peak, current)
-    return peak
-
-
-def authors_model(path: str, arch: str, state_dict: dict) -> torch.nn.Module:
-    """The authors' dense TransXNet from their model file, holding our
-    weights (their key names from our converter; output norm i is their
-    ``norm{2i}``)."""
-    if not os.path.isfile(path):
-        raise SystemExit(f'--authors-model {path!r} does not exist: give the '
-                         f"path of the authors' model file, e.g. "
-                         f'../shared/reference/authors_transxnet_dense.py')
-    spec = importlib.util.spec_from_file_location('authors_transxnet', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    model = module.TransXNet(arch=arch, fork_feat=True, drop_path_rate=0.)
-    sd, norms = to_official(state_dict)
-    sd.update((f'norm{2 * int(k[4])}{k[5:]}', v) for k, v in norms.items())
-    model.load_state_dict(sd)
-    return model
 
 
 def run_cell(arch, h, w, batch, mode, impl, runs, warmup, device) -> dict:
@@ -189,28 +155,6 @@ def run_cell(arch, h, w, batch, mode, impl, runs, warmup, device) -> dict:
                 peak_mb=max(peak, 0) / 2**20)
 
 
-def machine(device: str, threads: int) -> str:
-    if device.startswith('cuda'):
-        return f'{torch.cuda.get_device_name()} (CUDA {torch.version.cuda})'
-    model = platform.processor()
-    try:
-        with open('/proc/cpuinfo') as f:
-            model = next(line.split(':', 1)[1].strip() for line in f
-                         if line.startswith('model name'))
-    except (OSError, StopIteration):
-        pass
-    return f'{model}, {threads} threads'
-
-
-def contender(threads: int) -> None:
-    """The competing process: matrix products on ``threads`` threads until
-    killed."""
-    torch.set_num_threads(threads)
-    a = torch.randn(1024, 1024)
-    while True:
-        a = torch.tanh(a @ a)
-
-
 def measure(args, env, cell, impl, busy: bool) -> dict:
     arch, h, w, batch, mode = cell
     cmd = [sys.executable, __file__, '--worker', arch, h, w, batch, mode,
@@ -235,7 +179,7 @@ def measure(args, env, cell, impl, busy: bool) -> dict:
 def main():
     args = parse_args()
     if args.contender:
-        contender(args.threads)
+        matmul_contender(args.threads)
         return
     if args.worker:
         torch.set_num_threads(args.threads)

@@ -1,0 +1,333 @@
+"""Speed and memory of whole training iterations (or inference) of one of our
+configs, with our backbone and, as a second column, the authors'.
+
+    python tools/analysis_tools/benchmark_train.py CONFIG
+        [--authors-backbone ../shared/reference/authors_transxnet_dense.py]
+        [--shape H W] [--batch N] [--iters 5] [--warmup 2] [--eval]
+        [--contention] [--device cpu|cuda] [--threads 2]
+
+The model is built as ``tools/train.py`` builds it in one process: the
+config's registry and scope, ``init_weights()``, SyncBN reverted to
+``_BatchNormXd`` (MMEngine's Runner does this without DDP), the config's
+optimizer wrapper. The backbone's pretrained ``init_cfg`` is dropped (random
+weights time the same). With ``--authors-backbone PATH`` the authors' model
+file replaces our backbone inside the same detector or segmentor, holding the
+same weights (through our converter) and the config's drop path rate.
+
+A training iteration is ``model.train_step`` as the Runner calls it: data
+preprocessor, backbone, neck, heads, losses, backward and optimizer step, on
+random images with valid ground truth (boxes, and masks for Mask R-CNN;
+a label map for segmentors), the same for both columns. ``--eval`` times
+``model.test_step`` (post-processing included) and, in a second row, the
+backbone alone on the preprocessed batch, without gradients.
+
+Each column runs in a fresh process; the table gives the median over
+``--iters`` iterations after ``--warmup`` and the peak tensor memory of the
+first two iterations above what was allocated before them (CPU: from the
+profiler's memory events; GPU: ``torch.cuda.max_memory_allocated``), which
+includes gradients and the optimizer's state. ``--contention`` repeats each
+measurement while a second process runs a matrix-product loop on
+``--threads`` threads, the columns alternating in the same conditions.
+"""
+import argparse
+import copy
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Callable, List, Tuple
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.model import revert_sync_batchnorm
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+
+from transxnet_mm.analysis import (DEFAULT_SHAPES, authors_model,
+                                   cpu_peak_bytes, machine, matmul_contender)
+
+DEFAULT_BATCH = 2  # the paper's images per GPU for detection
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config', help='one of our configs')
+    parser.add_argument('--authors-backbone', metavar='PATH',
+                        help="the authors' model file, for a second column")
+    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
+                        help='image size; default 800 1280 (mmdet), '
+                        '512 512 (mmseg)')
+    parser.add_argument('--batch', type=int, default=DEFAULT_BATCH)
+    parser.add_argument('--iters', type=int, default=5,
+                        help='timed iterations (the median is reported)')
+    parser.add_argument('--warmup', type=int, default=2,
+                        help='iterations before timing (at least 2: the '
+                        'first two measure the memory)')
+    parser.add_argument('--eval', action='store_true',
+                        help='time inference (test_step) instead of training')
+    parser.add_argument('--contention', action='store_true',
+                        help='also measure while a second process runs a '
+                        'matrix-product loop')
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--device', default='cuda' if
+                        torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--worker', metavar='IMPL', help=argparse.SUPPRESS)
+    parser.add_argument('--contender', action='store_true',
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.warmup < 2:
+        parser.error('--warmup must be at least 2: the first two iterations '
+                     'measure the memory')
+    if args.iters < 1:
+        parser.error('--iters must be at least 1')
+    if args.batch < 2 and not args.eval:
+        parser.error("--batch must be at least 2 for training: the authors' "
+                     'IDConv BatchNorm cannot train on one image')
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        parser.error('--device cuda: no GPU is visible to PyTorch '
+                     '(torch.cuda.is_available() is False); use --device cpu')
+    return args
+
+
+def build_for_training(cfg: Config, device: str, authors: str = None):
+    """The config's model and optimizer wrapper as ``tools/train.py``'s
+    Runner builds them in one process; the authors' backbone in place of
+    ours when ``authors`` names their file. Returns (model, wrapper, scope).
+    """
+    scope = cfg.get('default_scope', 'mmdet')
+    init_default_scope(scope)
+    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.backbone.pop('init_cfg', None)
+    if scope == 'mmpretrain':
+        model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+    model = registry.build(model_cfg)
+    model.init_weights()
+    if authors:
+        arch = model_cfg.backbone.get('arch', 't')
+        if arch not in ('t', 's', 'b'):
+            raise SystemExit(f"--authors-backbone: the authors' file builds "
+                             f"the paper's variants t, s and b; this "
+                             f'config\'s backbone arch is {arch!r}')
+        ours = model.backbone
+        model.backbone = AuthorsBackbone(
+            authors_model(authors, arch, ours.state_dict(),
+                          model_cfg.backbone.get('drop_path_rate', 0.)),
+            ours.out_indices)
+    model = revert_sync_batchnorm(model).to(device)
+    wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
+    return model, wrapper, scope
+
+
+class AuthorsBackbone(torch.nn.Module):
+    """The authors' fork_feat model returning the stages our backbone's
+    ``out_indices`` name, as the neck expects them."""
+
+    def __init__(self, model: torch.nn.Module, out_indices) -> None:
+        super().__init__()
+        self.model = model
+        self.out_indices = tuple(out_indices)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        outs = self.model(x)
+        return tuple(outs[i] for i in self.out_indices)
+
+
+def random_batch(scope: str, model, shape: Tuple[int, int], batch: int,
+                 seed: int = 0) -> dict:
+    """A batch as the config's dataloader hands it to ``train_step``: uint8
+    images of ``shape`` and data samples with valid ground truth (5 boxes
+    of at least 32 pixels per image, their masks when the model has a mask
+    head; a label map for segmentors)."""
+    gen = torch.Generator().manual_seed(seed)
+    h, w = shape
+    inputs = [torch.randint(0, 256, (3, h, w), generator=gen,
+                            dtype=torch.uint8) for _ in range(batch)]
+    meta = dict(img_shape=(h, w), ori_shape=(h, w), scale_factor=(1., 1.),
+                flip=False, flip_direction=None)
+    samples = []
+    if scope == 'mmdet':
+        from mmdet.structures import DetDataSample
+        from mmdet.structures.mask import BitmapMasks
+        from mmengine.structures import InstanceData
+        with_mask = getattr(model, 'with_mask', False)
+        classes = _num_classes(model)
+        for _ in range(batch):
+            xy = torch.rand(5, 2, generator=gen) * torch.tensor([w, h]) / 2
+            wh = 32 + torch.rand(5, 2, generator=gen) * torch.tensor(
+                [w, h]) / 2
+            boxes = torch.cat([xy, torch.minimum(
+                xy + wh, torch.tensor([w - 1., h - 1.]))], 1)
+            gt = InstanceData(
+                bboxes=boxes,
+                labels=torch.randint(0, classes, (5, ), generator=gen))
+            if with_mask:
+                masks = np.zeros((5, h, w), np.uint8)
+                for m, (x1, y1, x2, y2) in zip(masks, boxes.int().tolist()):
+                    m[y1:y2, x1:x2] = 1
+                gt.masks = BitmapMasks(masks, h, w)
+            samples.append(DetDataSample(metainfo=meta, gt_instances=gt))
+    elif scope == 'mmseg':
+        from mmengine.structures import PixelData
+        from mmseg.structures import SegDataSample
+        classes = model.decode_head.num_classes
+        for _ in range(batch):
+            label = torch.randint(0, classes, (1, h, w), generator=gen)
+            samples.append(SegDataSample(
+                metainfo=meta, gt_sem_seg=PixelData(data=label)))
+    else:
+        raise SystemExit(f'benchmark_train.py times detection and '
+                         f'segmentation configs; this one is {scope!r} '
+                         '(use tools/analysis_tools/benchmark.py)')
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def _num_classes(model) -> int:
+    head = getattr(model, 'bbox_head', None) or model.roi_head.bbox_head
+    head = head[-1] if isinstance(head, torch.nn.ModuleList) else head
+    return head.num_classes
+
+
+def measure(step: Callable[[], object], iters: int, warmup: int,
+            device: str) -> Tuple[List[float], float]:
+    """Seconds of each of ``iters`` calls of ``step`` after ``warmup``, and
+    the peak MB of the first two calls."""
+    cuda = device.startswith('cuda')
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step()
+        step()
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        peak = cpu_peak_bytes(step)
+    for _ in range(warmup - 2):
+        step()
+    sync()
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - start)
+    return times, max(peak, 0) / 2**20
+
+
+def run_worker(args, impl: str) -> dict:
+    """One column's measurements; runs in its own process."""
+    torch.manual_seed(0)
+    cfg = Config.fromfile(args.config)
+    model, wrapper, scope = build_for_training(
+        cfg, args.device, args.authors_backbone if impl == 'authors' else None)
+    shape = tuple(args.shape or DEFAULT_SHAPES[scope])
+    if scope == 'mmseg':  # the preprocessor pads to the crop size
+        model.data_preprocessor.size = shape
+    data = random_batch(scope, model, shape, args.batch)
+    result = {}
+    if args.eval:
+        model.eval()
+        with torch.no_grad():
+            batch_inputs = model.data_preprocessor(
+                copy.deepcopy(data), False)['inputs']
+
+            def step():
+                with torch.no_grad():
+                    model.test_step(data)
+
+            def backbone():
+                with torch.no_grad():
+                    model.backbone(batch_inputs)
+
+        times, peak = measure(backbone, args.iters, args.warmup, args.device)
+        result['backbone'] = dict(times=times, peak_mb=peak)
+    else:
+        model.train()
+
+        def step():
+            model.train_step(data, wrapper)
+
+    times, peak = measure(step, args.iters, args.warmup, args.device)
+    result['model'] = dict(times=times, peak_mb=peak)
+    return result
+
+
+def run_column(args, env: dict, impl: str, busy: bool) -> dict:
+    cmd = [sys.executable, __file__, args.config, '--worker', impl,
+           '--batch', str(args.batch), '--iters', str(args.iters),
+           '--warmup', str(args.warmup), '--threads', str(args.threads),
+           '--device', args.device]
+    cmd += ['--shape', *map(str, args.shape)] if args.shape else []
+    cmd += ['--eval'] if args.eval else []
+    cmd += ['--authors-backbone', args.authors_backbone] \
+        if args.authors_backbone else []
+    other = subprocess.Popen([sys.executable, __file__, args.config,
+                              '--contender', '--threads', str(args.threads)],
+                             env=env) if busy else None
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    finally:
+        if other is not None:
+            other.kill()
+            other.wait()
+    line = [x for x in out.stdout.splitlines() if x.startswith('RESULT ')]
+    if out.returncode != 0 or not line:
+        raise SystemExit(f'{impl} column failed:\n{out.stderr[-3000:]}')
+    return json.loads(line[0][len('RESULT '):])
+
+
+def main():
+    args = parse_args()
+    if args.contender:
+        matmul_contender(args.threads)
+        return
+    if args.worker:
+        torch.set_num_threads(args.threads)
+        print('RESULT ' + json.dumps(run_worker(args, args.worker)))
+        return
+    if not os.path.isfile(args.config):
+        raise SystemExit(f'{args.config!r} does not exist: give one of our '
+                         'config files, e.g. '
+                         'configs/retinanet/retinanet_transxnet_t.py')
+    impls = (['authors'] if args.authors_backbone else []) + ['ours']
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
+               MKL_NUM_THREADS=str(args.threads))
+    results = {}
+    for busy in [False, True] if args.contention else [False]:
+        results[busy] = {impl: run_column(args, env, impl, busy)
+                         for impl in impls}
+    print(f'{args.config}: {"inference" if args.eval else "training"}, '
+          f'batch {args.batch}, {machine(args.device, args.threads)}, '
+          f'torch {torch.__version__}; median of {args.iters} iterations '
+          f'after {args.warmup}')
+    cols = [f'{i} ms' for i in impls]
+    if args.contention:
+        cols += [f'{i} ms busy' for i in impls]
+    cols += [f'{i} peak MB' for i in impls]
+    if args.authors_backbone:
+        cols += ['speed-up'] + (['speed-up busy'] if args.contention
+                                else []) + ['memory ratio']
+    print('| part | ' + ' | '.join(cols) + ' |\n' +
+          '|---' * (1 + len(cols)) + '|')
+    parts = ['model', 'backbone'] if args.eval else ['model']
+    for part in parts:
+        med = {(busy, i): statistics.median(r[part]['times'])
+               for busy, res in results.items() for i, r in res.items()}
+        peak = {i: r[part]['peak_mb'] for i, r in results[False].items()}
+        cells = [f'{med[busy, i] * 1e3:.0f}' for busy in results
+                 for i in impls] + [f'{peak[i]:.0f}' for i in impls]
+        if args.authors_backbone:
+            cells += [f'{med[busy, "authors"] / med[busy, "ours"]:.2f}x'
+                      for busy in results]
+            cells.append(f'{peak["ours"] / peak["authors"]:.2f}'
+                         if peak['authors'] else '-')
+        name = ('test_step' if args.eval else 'train_step') \
+            if part == 'model' else 'backbone only'
+        print(f'| {name} | ' + ' | '.join(cells) + ' |', flush=True)
+
+
+if __name__ == '__main__':
+    main()
