@@ -50,6 +50,70 @@ def test_use_kernels_switch_restores_and_gives_same_outputs():
         assert rel_err(a, b) < 1e-5
 
 
+def test_kernels_switch_by_name():
+    """One kernel off leaves the others as they were; an unknown name is
+    refused with the list of kernels."""
+    from transxnet_mm.ops import KERNELS
+    with use_kernels(False, 'pointwise'):
+        assert not kernels_enabled('pointwise')
+        assert all(kernels_enabled(n) for n in KERNELS if n != 'pointwise')
+        with use_kernels(True):
+            assert kernels_enabled('pointwise')
+        assert not kernels_enabled('pointwise')
+    assert all(kernels_enabled(n) for n in KERNELS)
+    with pytest.raises(ValueError, match="unknown kernel.*'depthwise'"):
+        with use_kernels(False, 'depthwise_conv'):
+            pass
+    with pytest.raises(ValueError, match='unknown kernel'):
+        kernels_enabled('gelu')
+
+
+def test_one_type_test_for_the_norms():
+    """The norms a kernel may stand in for: BN and SyncBN reverted in one
+    process; nn.SyncBatchNorm only in eval mode (in training its statistics
+    go through the process group); never a subclass or a norm without
+    running statistics."""
+    from mmengine.model.utils import _BatchNormXd
+
+    from transxnet_mm.ops.rules import plain_batch_norm
+
+    class MyBN(nn.BatchNorm2d):
+        pass
+
+    assert plain_batch_norm(nn.BatchNorm2d(4))
+    assert plain_batch_norm(_BatchNormXd(4))
+    assert not plain_batch_norm(nn.SyncBatchNorm(4).train())
+    assert plain_batch_norm(nn.SyncBatchNorm(4).eval())
+    assert not plain_batch_norm(MyBN(4))
+    assert not plain_batch_norm(nn.BatchNorm2d(4, track_running_stats=False))
+    assert not plain_batch_norm(nn.BatchNorm2d(4, affine=False))
+
+
+def test_rules_decide_where_each_kernel_runs():
+    """The table's devices and modes, and tracing, autocast and hooks."""
+    from transxnet_mm.ops import applies
+    x = torch.randn(1, 4, 8, 8)
+    w = torch.randn(4, requires_grad=True)
+    with torch.no_grad():
+        assert applies('inplace', x) and not applies('gelu_bn', x, x, w)
+    assert applies('gelu_bn', x, x, w) and not applies('inplace', x)
+    assert not applies('gelu_bn', x)  # nothing records a gradient
+    assert applies('pointwise', x)
+    with use_kernels(False, 'pointwise'):
+        assert not applies('pointwise', x)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert not applies('pointwise', x)
+    gelu = nn.GELU()
+    handle = gelu.register_forward_hook(lambda *a: None)
+    with torch.no_grad():
+        assert not applies('inplace', x, bypassed=(gelu, ))
+    handle.remove()
+    traced = []
+    torch.jit.trace(lambda t: traced.append(applies('pointwise', t)) or t,
+                    x, check_trace=False)
+    assert traced == [False]
+
+
 def _hook_counts(model, x, grad: bool):
     counts = {}
 

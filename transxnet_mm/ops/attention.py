@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .switch import cpu_kernel
-from .utils import needs_grad, plain_backward
+from .rules import applies
+from .utils import plain_backward
 
 
 def _probs(q: Tensor, k: Tensor, bias: Tensor, scale: float) -> Tensor:
@@ -25,8 +25,7 @@ def _probs(q: Tensor, k: Tensor, bias: Tensor, scale: float) -> Tensor:
     (B*h, M, d), bias (1, h, N, M), in one N x M buffer: the bias copied in,
     the scaled product added (``baddbmm_``), the softmax written over it
     (PyTorch's kernel reads each row before writing it: the same bits as
-    ``softmax``; at 2x60800x950 0.14 s instead of 0.33 s with a fresh
-    output)."""
+    ``softmax``, without a fresh output map to page-fault in)."""
     h, N, M = bias.shape[1:]
     logits = q.new_empty(q.shape[0], N, M)
     logits.view(-1, h, N, M).copy_(bias)
@@ -86,9 +85,9 @@ def biased_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor,
                      scale: float) -> Tensor:
     """q (B, heads, N, d), k and v (B, heads, M, d), bias (1, heads, N, M).
 
-    :class:`BiasedAttention` for CPU training where the kernels run, else
-    SDPA."""
-    if needs_grad(q, k, v, bias) and cpu_kernel(q):
+    :class:`BiasedAttention` where the ``'attention'`` kernel applies (CPU
+    training), else SDPA."""
+    if applies('attention', q, q, k, v, bias):
         B, h, N, d = q.shape
         M = k.shape[2]
         return BiasedAttention.apply(

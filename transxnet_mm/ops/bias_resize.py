@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .switch import eager
+from .rules import applies
 
 
 def bicubic(x: Tensor, size: Tuple[int, int]) -> Tensor:
@@ -115,13 +115,13 @@ class BicubicResize(torch.autograd.Function):
 def resize_pos_bias(bias: Tensor, size: Tuple[int, int]) -> Tensor:
     """A stage's position bias for an attention of ``size`` = (queries,
     keys): resized bicubically where the shape differs, by
-    :class:`BicubicResize` where the kernels run, else ``F.interpolate``.
-    Detached when no gradient is recorded: CPU SDPA takes its slow math path
-    for any mask that requires grad (5x at 8x224x224)."""
+    :class:`BicubicResize` where the ``'bias_resize'`` kernel applies, else
+    ``F.interpolate``. Detached when no gradient is recorded: CPU SDPA takes
+    its slow math path for any mask that requires grad."""
     if not (torch.is_grad_enabled() and bias.requires_grad):
         bias = bias.detach()
     if tuple(bias.shape[2:]) == tuple(size):
         return bias
-    if eager():
+    if applies('bias_resize', bias):
         return BicubicResize.apply(bias, size)
     return bicubic(bias, size)

@@ -15,11 +15,11 @@ from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-from .switch import cpu_kernel
-from .utils import needs_grad, plain_backward
+from .rules import applies
+from .utils import plain_backward
 
 # Maps of fewer pixels keep oneDNN's backward (see the module docstring).
 MIN_PIXELS = 28 * 28
@@ -97,7 +97,7 @@ def _conv_cl(x: Tensor, weight: Tensor, bias: Optional[Tensor],
 
 class DepthwiseConv2dChannelsLast(torch.autograd.Function):
     """oneDNN's depthwise convolution in the channels-last layout, where its
-    backward is up to 2x faster than in NCHW, saving the NCHW input rather
+    backward is faster than in NCHW, saving the NCHW input rather
     than its channels-last copy (which autograd would keep: one more map
     per convolution): the copy is made again in backward."""
 
@@ -131,8 +131,8 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor],
                      padding: Union[int, Tuple[int, int]] = 0) -> Tensor:
     """Depthwise convolution (one filter per channel), NCHW in and out.
 
-    Training on CPU where the kernels run, 5x5 and larger kernels of stride
-    1 take :class:`DepthwiseConv2dCPU` on maps of at least
+    Where the ``'depthwise'`` kernel applies (CPU training), 5x5 and larger
+    kernels of stride 1 take :class:`DepthwiseConv2dCPU` on maps of at least
     :data:`MIN_PIXELS`, else :class:`DepthwiseConv2dChannelsLast`. 3x3 and
     strided kernels, and everything without gradients, take PyTorch's
     NCHW convolution as it is: at the backbone's shapes each choice is the
@@ -140,10 +140,24 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor],
     """
     groups = x.shape[1]
     if (min(weight.shape[2:]) >= 5 and _pair(stride) == (1, 1)
-            and needs_grad(x, weight) and cpu_kernel(x)):
+            and applies('depthwise', x, x, weight)):
         padding = _pair(padding)
         if x.shape[2] * x.shape[3] >= MIN_PIXELS:
             return DepthwiseConv2dCPU.apply(x, weight, bias, padding)
         return DepthwiseConv2dChannelsLast.apply(x, weight, bias, (1, 1),
                                                  padding)
     return F.conv2d(x, weight, bias, stride, padding, 1, groups)
+
+
+class DWConv2d(nn.Conv2d):
+    """Depthwise ``nn.Conv2d`` (same padding), through
+    :func:`depthwise_conv2d`."""
+
+    def __init__(self, channels: int, kernel_size: int, stride: int = 1,
+                 bias: bool = True) -> None:
+        super().__init__(channels, channels, kernel_size, stride,
+                         padding=kernel_size // 2, groups=channels, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return depthwise_conv2d(x, self.weight, self.bias, self.stride,
+                                self.padding)

@@ -11,42 +11,32 @@ memory. Forward results are PyTorch's own ops (the same bits); running
 statistics are updated once, as ``nn.BatchNorm2d`` does.
 
 The norms taken are those whose training forward is exactly
-``nn.BatchNorm2d``'s: ``BN`` in a config, and ``SyncBN`` as MMEngine's runner
-reverts it in a one-process run (``_BatchNormXd``). ``nn.SyncBatchNorm``
-under DDP computes its statistics over the process group, and runs as it is
-(without the memory saving).
+``nn.BatchNorm2d``'s (:func:`~.rules.plain_batch_norm`): ``BN`` in a config,
+and ``SyncBN`` as MMEngine's runner reverts it in a one-process run
+(``_BatchNormXd``). ``nn.SyncBatchNorm`` under DDP computes its statistics
+over the process group, and runs as it is (without the memory saving).
 """
 from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from mmengine.model.utils import _BatchNormXd
 from torch import Tensor, nn
 
 from .inplace import inplace_
-from .pointwise import per_sample_mm, pointwise_conv2d
-from .switch import eager, hooked
-from .utils import needs_grad, plain_backward
-from ..torch_compat import autocast_enabled
-
-# Norm classes whose training forward is nn.BatchNorm2d's (an exact type
-# test: a subclass may change the forward).
-PLAIN_BATCH_NORMS = (nn.BatchNorm2d, _BatchNormXd)
+from .pointwise import per_sample_mm, plain_conv1x1, pointwise_conv2d
+from .rules import applies, hooked, plain_batch_norm, plain_gelu
+from .utils import plain_backward
 
 
 def fusable(act: nn.Module, bn: nn.Module, x: Tensor,
             *others: nn.Module) -> bool:
-    """Whether ``bn(act(x))`` may run as one of these Functions: an exact
-    GELU and a :data:`PLAIN_BATCH_NORMS` norm in training mode, gradients
-    recorded, kernels on, no autocast and no hook on any module it would
-    bypass (``nn.SyncBatchNorm`` and the rest take the modules as they
-    are)."""
-    return (type(act) is nn.GELU and act.approximate == 'none'
-            and type(bn) in PLAIN_BATCH_NORMS and bn.training
-            and bn.track_running_stats and bn.affine
-            and needs_grad(x, bn.weight) and eager()
-            and not autocast_enabled(x.device.type)
-            and not any(hooked(m) for m in (act, bn) + others))
+    """Whether ``bn(act(x))`` (then ``others``) may run as one of these
+    Functions: an exact GELU and a plain BatchNorm in training mode
+    (:mod:`.rules`; ``nn.SyncBatchNorm`` under DDP takes the modules as they
+    are) where the ``'gelu_bn'`` kernel applies."""
+    return (plain_gelu(act) and plain_batch_norm(bn) and bn.training
+            and applies('gelu_bn', x, x, bn.weight,
+                        bypassed=(act, bn) + others))
 
 
 def _bn_train(g: Tensor, bn: nn.BatchNorm2d) -> Tuple[Tensor, Tensor, Tensor]:
@@ -148,19 +138,13 @@ def gelu_bn_seq(act: nn.Module, bn: nn.Module, seq: nn.Sequential,
     conv: its conv through :class:`GeluBatchNormConv1x1` where
     :func:`fusable`, then its other layers; else the modules (in place at
     inference)."""
-    if not hooked(seq) and _is_1x1(seq[0]):
+    if not hooked(seq) and plain_conv1x1(seq[0]):
         out, used = fused_step([act, bn, seq[0]], 0, x)
-        if used:  # all three: seq[0] is a 1x1 conv
+        if used == 3:
             for layer in seq[1:]:
                 out = layer(out)
             return out
     return seq(inplace_(bn, inplace_(act, x)))
-
-
-def _is_1x1(conv: nn.Module) -> bool:
-    return (isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1)
-            and conv.groups == 1 and conv.stride == (1, 1)
-            and conv.padding == (0, 0) and not hooked(conv))
 
 
 def fused_step(layers: Sequence[nn.Module], i: int,
@@ -171,8 +155,8 @@ def fused_step(layers: Sequence[nn.Module], i: int,
     if i + 1 >= len(layers) or not fusable(layers[i], layers[i + 1], x):
         return None, 0
     bn = layers[i + 1]
-    if i + 2 < len(layers) and _is_1x1(layers[i + 2]):
-        conv = layers[i + 2]
+    conv = layers[i + 2] if i + 2 < len(layers) else None
+    if conv is not None and plain_conv1x1(conv) and not hooked(conv):
         return GeluBatchNormConv1x1.apply(x, bn.weight, bn.bias, conv.weight,
                                           conv.bias, bn), 3
     return GeluBatchNorm.apply(x, bn.weight, bn.bias, bn), 2

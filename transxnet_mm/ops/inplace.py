@@ -5,43 +5,37 @@ A fresh map at detection sizes costs its page faults on first touch, so
 reusing the one just read lowers both time and peak memory
 (docs/benchmarks.md). GELU gives the same bits,
 BatchNorm agrees to float32 rounding (4.8e-7 on values of order 1), sums are
-the same additions. Only where :func:`~.switch.inference` holds, and a
-module with a hook is always called as it is (:func:`~.switch.hooked`).
+the same additions. Only where the ``'inplace'`` kernel applies
+(:mod:`.rules`: no gradients recorded, no hook on the module bypassed).
 """
 from typing import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from .switch import hooked, inference
+from .rules import applies, plain_batch_norm, plain_gelu
 
 
 def inplace_(layer: nn.Module, x: Tensor) -> Tensor:
-    """``layer(x)``, written into ``x`` at inference if ``layer`` is an
-    exact GELU or an eval-mode BatchNorm. ``x`` must be a fresh map that
-    nothing else reads."""
-    if not inference(x) or hooked(layer):
+    """``layer(x)``, written into ``x`` where the ``'inplace'`` kernel
+    applies if ``layer`` is an exact GELU or an eval-mode plain BatchNorm
+    (:mod:`.rules`). ``x`` must be a fresh map that nothing else reads."""
+    if not applies('inplace', x, bypassed=(layer, )):
         return layer(x)
-    if isinstance(layer, nn.GELU) and layer.approximate == 'none':
+    if plain_gelu(layer):
         return torch.ops.aten.gelu_(x)
-    if (isinstance(layer, _BatchNorm) and not layer.training
-            and layer.running_var is not None):
+    if plain_batch_norm(layer) and not layer.training:
         # PyTorch's eval formula: x * alpha + beta.
-        alpha = 1 / torch.sqrt(layer.running_var + layer.eps)
-        beta = -layer.running_mean * alpha
-        if layer.affine:
-            alpha = alpha * layer.weight
-            beta = layer.bias - layer.running_mean * alpha
-        shape = (-1, ) + (1, ) * (x.dim() - 2)
-        return x.mul_(alpha.view(shape)).add_(beta.view(shape))
+        alpha = 1 / torch.sqrt(layer.running_var + layer.eps) * layer.weight
+        beta = layer.bias - layer.running_mean * alpha
+        return x.mul_(alpha.view(-1, 1, 1)).add_(beta.view(-1, 1, 1))
     return layer(x)
 
 
 def add_residual(branch: Tensor, x: Tensor) -> Tensor:
     """``x + branch``; at inference written into ``branch``, a fresh map the
     branch just made, when that keeps the sum's dtype."""
-    if (inference(branch) and branch.shape == x.shape
+    if (applies('inplace', branch) and branch.shape == x.shape
             and branch.dtype == x.dtype):
         return branch.add_(x)
     return x + branch
@@ -57,7 +51,7 @@ def split_convs(x: Tensor, splits: Sequence[int], convs: Sequence[nn.Module],
     ``owner`` (the calling module) must receive a fresh map; with a hook on
     it, nothing is overwritten."""
     parts = x.split(list(splits), dim=1)
-    if residual and inference(x) and not hooked(owner):
+    if residual and applies('inplace', x, bypassed=(owner, )):
         for conv, part in zip(convs, parts):
             part += conv(part)
         return x

@@ -9,9 +9,9 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from .switch import cpu_kernel
+from .rules import applies
 from .utils import needs_grad, plain_backward
 
 
@@ -70,10 +70,30 @@ class PointwiseConv2dCPU(torch.autograd.Function):
 def pointwise_conv2d(x: Tensor, weight: Tensor,
                      bias: Optional[Tensor]) -> Tensor:
     """1x1 convolution: :class:`PointwiseConv2dCPU` (or its forward without
-    gradients) where the kernels run (:func:`~.switch.cpu_kernel`), else
-    ``F.conv2d``."""
-    if not cpu_kernel(x):
+    gradients) where the ``'pointwise'`` kernel applies, else ``F.conv2d``."""
+    if not applies('pointwise', x):
         return F.conv2d(x, weight, bias)
     if needs_grad(x, weight, bias):
         return PointwiseConv2dCPU.apply(x, weight, bias)
     return _forward(x, weight, bias)
+
+
+class Conv1x1(nn.Conv2d):
+    """``nn.Conv2d`` with a 1x1 kernel, through :func:`pointwise_conv2d`."""
+
+    def __init__(self, in_channels: int, out_channels: int,
+                 bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, 1, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return pointwise_conv2d(x, self.weight, self.bias)
+
+
+def plain_conv1x1(module: nn.Module) -> bool:
+    """A 1x1, stride 1, unpadded, ungrouped 2d convolution whose forward is
+    ``F.conv2d``'s: an exact ``nn.Conv2d`` or :class:`Conv1x1` (the type
+    test of :mod:`.rules`)."""
+    return (type(module) in (nn.Conv2d, Conv1x1)
+            and module.kernel_size == (1, 1) and module.groups == 1
+            and module.stride == (1, 1) and module.padding == (0, 0)
+            and module.dilation == (1, 1) and module.padding_mode == 'zeros')

@@ -1,4 +1,4 @@
-"""Small helpers shared by the autograd Functions of :mod:`transxnet_mm.ops`."""
+"""Small helpers shared by the autograd Functions of the ops."""
 from typing import Callable, Optional, Sequence
 
 import torch

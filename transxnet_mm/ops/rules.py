@@ -1,0 +1,153 @@
+"""Where each kernel of :mod:`transxnet_mm.ops` runs: one table, decided here.
+
+Every kernel asks :func:`applies` before it replaces the plain PyTorch
+computation; where it does not apply the plain op runs (same result to
+float32 rounding). A kernel applies when all of these hold:
+
+* it is on (:func:`use_kernels` turns all or some of them off),
+* the code is neither traced (``torch.jit.trace``: the FLOPs counter, ONNX
+  export) nor compiled (``torch.compile``, ``torch.export``),
+* autocast is off for the tensor's device (autocast picks each op's dtype;
+  the kernels would bypass its casts),
+* the tensor is on a device of its row of :data:`KERNELS`,
+* its mode holds: ``'training'``, autograd records a call on the tensors it
+  is given; ``'inference'``, no gradients are recorded (maps may then be
+  overwritten); ``'any'``, either,
+* no forward hook is registered on a module it would bypass
+  (:func:`hooked`): such a module is called as it is, so every hook runs at
+  inference as in training.
+
+Which modules a kernel may stand in for is an exact type test
+(:func:`plain_gelu`, :func:`plain_batch_norm`, and
+:func:`~.pointwise.plain_conv1x1` next to our 1x1 conv): a subclass may
+change the forward. Each op adds only its own shape conditions
+(e.g. the depthwise kernel: 5x5 and larger, stride 1).
+"""
+from contextlib import contextmanager
+from typing import Dict, FrozenSet, Iterator, NamedTuple, Optional, Sequence
+
+import torch
+from mmengine.model.utils import _BatchNormXd
+from torch import Tensor, nn
+from torch.nn.modules import module as _module
+
+from .utils import needs_grad
+from ..torch_compat import autocast_enabled, is_compiling
+
+
+class Rule(NamedTuple):
+    devices: FrozenSet[str]  # device types it runs on
+    mode: str  # 'training', 'inference' or 'any'
+    what: str
+
+
+ANY_DEVICE = frozenset({'cpu', 'cuda'})
+CPU = frozenset({'cpu'})
+
+# The table. Why each kernel exists and what it saves: docs/benchmarks.md.
+KERNELS: Dict[str, Rule] = {
+    'bias_resize': Rule(ANY_DEVICE, 'any',
+                        "each stage's position bias resized separably"),
+    'attention': Rule(CPU, 'training',
+                      'attention matrix recomputed in backward, not saved'),
+    'pointwise': Rule(CPU, 'any', '1x1 convs as per-sample matrix products'),
+    'depthwise': Rule(CPU, 'training',
+                      'weight gradient of 5x5 and 7x7 depthwise convs'),
+    'gelu_bn': Rule(ANY_DEVICE, 'training',
+                    'GELU -> BatchNorm (-> 1x1 conv) saving only the input'),
+    'inplace': Rule(ANY_DEVICE, 'inference',
+                    'GELU, BatchNorm and residual sums in place'),
+}
+
+_disabled: FrozenSet[str] = frozenset()
+
+
+def _names(names: Sequence[str]) -> FrozenSet[str]:
+    unknown = set(names) - set(KERNELS)
+    if unknown:
+        raise ValueError(f'unknown kernel(s) {sorted(unknown)}; the kernels '
+                         f'are {sorted(KERNELS)}')
+    return frozenset(names or KERNELS)
+
+
+def kernels_enabled(name: Optional[str] = None) -> bool:
+    """Whether kernel ``name`` is on (by default all are); without a name,
+    whether any is."""
+    if name is None:
+        return len(_disabled) < len(KERNELS)
+    return name in _names([name]) - _disabled
+
+
+@contextmanager
+def use_kernels(enabled: bool, *names: str) -> Iterator[None]:
+    """Turn the kernels named (default: all) on or off inside the block; all
+    off, the model runs plain PyTorch ops only (same outputs to float32
+    rounding)::
+
+        with transxnet_mm.ops.use_kernels(False):
+            outs = model(x)
+        with transxnet_mm.ops.use_kernels(False, 'pointwise'):
+            ...  # the others stay as they were
+
+    The switch is process-wide (not per thread)."""
+    global _disabled
+    chosen = _names(names)
+    previous = _disabled
+    _disabled = previous - chosen if enabled else previous | chosen
+    try:
+        yield
+    finally:
+        _disabled = previous
+
+
+def eager() -> bool:
+    """Neither traced nor compiled: Python-side kernels may run."""
+    return not (torch.jit.is_tracing() or is_compiling())
+
+
+def hooked(module: nn.Module) -> bool:
+    """Whether a forward hook (global or the module's own) would see a call
+    of ``module``."""
+    return bool(module._forward_hooks or module._forward_pre_hooks
+                or _module._global_forward_hooks
+                or _module._global_forward_pre_hooks)
+
+
+def applies(name: str, x: Tensor, *grad_from: Optional[Tensor],
+            bypassed: Sequence[nn.Module] = ()) -> bool:
+    """Whether kernel ``name`` replaces the plain computation on ``x`` (see
+    the module docstring). ``grad_from``: the tensors whose gradients a
+    training kernel computes (default ``x``); ``bypassed``: the modules it
+    would not call."""
+    rule = KERNELS[name]
+    if name in _disabled or not eager():
+        return False
+    device = x.device.type
+    if device not in rule.devices or autocast_enabled(device):
+        return False
+    if rule.mode == 'training' and not needs_grad(*(grad_from or (x, ))):
+        return False
+    if rule.mode == 'inference' and torch.is_grad_enabled():
+        return False
+    return not any(hooked(m) for m in bypassed)
+
+
+def plain_gelu(module: nn.Module) -> bool:
+    """An exact ``nn.GELU`` (erf form)."""
+    return type(module) is nn.GELU and module.approximate == 'none'
+
+
+# Norms whose forward is nn.BatchNorm2d's: BN, and SyncBN as MMEngine reverts
+# it in one process. nn.SyncBatchNorm (DDP) has BatchNorm2d's forward only
+# in eval mode; in training its statistics go through the process group.
+_BATCH_NORMS = (nn.BatchNorm2d, _BatchNormXd)
+
+
+def plain_batch_norm(module: nn.Module) -> bool:
+    """A norm whose forward in its current mode is ``nn.BatchNorm2d``'s, with
+    running statistics and an affine transform."""
+    exact = type(module) in _BATCH_NORMS or (
+        type(module) is nn.SyncBatchNorm and not module.training)
+    return (exact and module.track_running_stats and module.affine
+            and module.running_var is not None)
+
