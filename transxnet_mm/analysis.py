@@ -127,6 +127,32 @@ def cpu_peak_bytes(step: Callable[[], object], steps: int = 2) -> int:
     return peak
 
 
+def measure_step(step: Callable[[], object], iters: int, warmup: int,
+                 device: str, resident_bytes: int = 0) -> dict:
+    """Seconds of each of ``iters`` calls of ``step`` after ``warmup`` (at
+    least 2), ``peak_mb``: the peak memory of the first two calls above what
+    was allocated before them (anything a call keeps for the next counts),
+    and ``total_mb``: that peak plus what was allocated before (GPU:
+    ``torch.cuda.max_memory_allocated``; CPU: ``resident_bytes``, the
+    caller's weights and inputs). CPU memory comes from the profiler's
+    events (RSS would mostly measure malloc's fragmentation)."""
+    cuda = device.startswith('cuda')
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step()
+        step()
+        total = torch.cuda.max_memory_allocated()
+        peak = total - base
+    else:
+        peak = cpu_peak_bytes(step)
+        total = max(peak, 0) + resident_bytes
+    times = median_time(step, iters, max(warmup - 2, 0), sync)
+    return dict(times=times, peak_mb=max(peak, 0) / 2**20,
+                total_mb=total / 2**20)
+
+
 def authors_model(path: str, arch: str, state_dict: Dict[str, torch.Tensor],
                   drop_path_rate: float = 0.) -> torch.nn.Module:
     """The authors' dense TransXNet (``fork_feat=True``) from their model

@@ -4,7 +4,7 @@ configs, with our backbone and, as a second column, the authors'.
     python tools/analysis_tools/benchmark_train.py CONFIG
         [--authors-backbone ../shared/reference/authors_transxnet_dense.py]
         [--shape H W] [--batch N] [--iters 5] [--warmup 2] [--eval]
-        [--contention] [--device cpu|cuda] [--threads 2]
+        [--contention] [--ablate] [--device cpu|cuda] [--threads 2]
 
 The model is built as ``tools/train.py`` builds it in one process: the
 config's registry and scope, ``init_weights()``, SyncBN reverted to
@@ -28,6 +28,13 @@ profiler's memory events; GPU: ``torch.cuda.max_memory_allocated``), which
 includes gradients and the optimizer's state. ``--contention`` repeats each
 measurement while a second process runs a matrix-product loop on
 ``--threads`` threads, the columns alternating in the same conditions.
+
+``--ablate`` adds a table of what each kernel of :mod:`transxnet_mm.ops`
+saves in this run. One more process holds copies of our model, each with its
+own optimizer: all kernels on (twice, to show the noise left) and each
+kernel off in turn (``use_kernels(False, name)``). Peak memory is measured
+per copy as above; the timed iterations go round the copies, so that every
+copy sees the same machine conditions.
 """
 import argparse
 import copy
@@ -37,7 +44,8 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable, List, Tuple
+from contextlib import nullcontext
+from typing import Callable, Dict, Tuple
 
 import numpy as np
 import torch
@@ -46,8 +54,9 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
-from transxnet_mm.analysis import (DEFAULT_SHAPES, authors_model,
-                                   cpu_peak_bytes, machine, matmul_contender)
+from transxnet_mm.analysis import (DEFAULT_SHAPES, authors_model, machine,
+                                   matmul_contender, measure_step)
+from transxnet_mm.ops import KERNELS, use_kernels
 
 DEFAULT_BATCH = 2  # the paper's images per GPU for detection
 
@@ -71,6 +80,9 @@ def parse_args():
     parser.add_argument('--contention', action='store_true',
                         help='also measure while a second process runs a '
                         'matrix-product loop')
+    parser.add_argument('--ablate', action='store_true',
+                        help='also time our model with each kernel off, one '
+                        'at a time, and print what each saves')
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--device', default='cuda' if
                         torch.cuda.is_available() else 'cpu')
@@ -191,34 +203,10 @@ def _num_classes(model) -> int:
     return head.num_classes
 
 
-def measure(step: Callable[[], object], iters: int, warmup: int,
-            device: str) -> Tuple[List[float], float]:
-    """Seconds of each of ``iters`` calls of ``step`` after ``warmup``, and
-    the peak MB of the first two calls."""
-    cuda = device.startswith('cuda')
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        step()
-        step()
-        peak = torch.cuda.max_memory_allocated() - base
-    else:
-        peak = cpu_peak_bytes(step)
-    for _ in range(warmup - 2):
-        step()
-    sync()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - start)
-    return times, max(peak, 0) / 2**20
-
-
-def run_worker(args, impl: str) -> dict:
-    """One column's measurements; runs in its own process."""
+def build_steps(args, impl: str) -> Dict[str, Callable[[], object]]:
+    """The calls to time, by part: 'model' (``train_step``, or ``test_step``
+    with ``--eval``) and with ``--eval`` 'backbone' (the backbone alone on
+    the preprocessed batch)."""
     torch.manual_seed(0)
     cfg = Config.fromfile(args.config)
     model, wrapper, scope = build_for_training(
@@ -227,31 +215,66 @@ def run_worker(args, impl: str) -> dict:
     if scope == 'mmseg':  # the preprocessor pads to the crop size
         model.data_preprocessor.size = shape
     data = random_batch(scope, model, shape, args.batch)
-    result = {}
-    if args.eval:
-        model.eval()
-        with torch.no_grad():
-            batch_inputs = model.data_preprocessor(
-                copy.deepcopy(data), False)['inputs']
-
-            def step():
-                with torch.no_grad():
-                    model.test_step(data)
-
-            def backbone():
-                with torch.no_grad():
-                    model.backbone(batch_inputs)
-
-        times, peak = measure(backbone, args.iters, args.warmup, args.device)
-        result['backbone'] = dict(times=times, peak_mb=peak)
-    else:
+    if not args.eval:
         model.train()
+        return dict(model=lambda: model.train_step(data, wrapper))
+    model.eval()
+    with torch.no_grad():
+        batch_inputs = model.data_preprocessor(copy.deepcopy(data),
+                                               False)['inputs']
 
-        def step():
-            model.train_step(data, wrapper)
+    def step():
+        with torch.no_grad():
+            model.test_step(data)
 
-    times, peak = measure(step, args.iters, args.warmup, args.device)
-    result['model'] = dict(times=times, peak_mb=peak)
+    def backbone():
+        with torch.no_grad():
+            model.backbone(batch_inputs)
+
+    return dict(model=step, backbone=backbone)
+
+
+def run_worker(args, impl: str) -> dict:
+    """One column's measurements; runs in its own process."""
+    steps = build_steps(args, impl)
+    result = {}
+    for part in ('backbone', 'model'):
+        if part in steps:
+            result[part] = measure_step(steps[part], args.iters,
+                                        args.warmup, args.device)
+    return result
+
+
+# --ablate: our model with every kernel on (twice) and each one off
+ABLATIONS = ['all on'] + list(KERNELS) + ['all on again']
+
+
+def run_ablation(args) -> dict:
+    """For each part, each ablation's peak MB and seconds per iteration; the
+    timed iterations go round the ablations (one process, a model and
+    optimizer each)."""
+    def kernels(name):
+        return nullcontext() if name.startswith('all on') \
+            else use_kernels(False, name)
+
+    steps = {name: build_steps(args, 'ours') for name in ABLATIONS}
+    cuda = args.device.startswith('cuda')
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    result = {}
+    for part in steps[ABLATIONS[0]]:
+        result[part] = {}
+        for name in ABLATIONS:
+            with kernels(name):
+                result[part][name] = measure_step(
+                    steps[name][part], 0, args.warmup, args.device)
+        for _ in range(args.iters):
+            for name in ABLATIONS:
+                with kernels(name):
+                    start = time.perf_counter()
+                    steps[name][part]()
+                    sync()
+                result[part][name]['times'].append(time.perf_counter() -
+                                                   start)
     return result
 
 
@@ -286,7 +309,9 @@ def main():
         return
     if args.worker:
         torch.set_num_threads(args.threads)
-        print('RESULT ' + json.dumps(run_worker(args, args.worker)))
+        result = run_ablation(args) if args.worker == 'ablate' \
+            else run_worker(args, args.worker)
+        print('RESULT ' + json.dumps(result))
         return
     if not os.path.isfile(args.config):
         raise SystemExit(f'{args.config!r} does not exist: give one of our '
@@ -299,6 +324,8 @@ def main():
     for busy in [False, True] if args.contention else [False]:
         results[busy] = {impl: run_column(args, env, impl, busy)
                          for impl in impls}
+    ablation = {busy: run_column(args, env, 'ablate', busy)
+                for busy in results} if args.ablate else {}
     print(f'{args.config}: {"inference" if args.eval else "training"}, '
           f'batch {args.batch}, {machine(args.device, args.threads)}, '
           f'torch {torch.__version__}; median of {args.iters} iterations '
@@ -327,6 +354,26 @@ def main():
         name = ('test_step' if args.eval else 'train_step') \
             if part == 'model' else 'backbone only'
         print(f'| {name} | ' + ' | '.join(cells) + ' |', flush=True)
+    for busy, res in ablation.items():
+        for part in parts:
+            print_ablation(res[part], part, busy)
+
+
+def print_ablation(res: dict, part: str, busy: bool) -> None:
+    """What each kernel saves: the iteration's median time and peak memory
+    with it off, against all kernels on (the mean of the two runs)."""
+    ms = {n: statistics.median(r['times']) * 1e3 for n, r in res.items()}
+    base = (ms['all on'] + ms['all on again']) / 2
+    peak = res['all on']['peak_mb']
+    name = 'backbone only' if part == 'backbone' else part
+    print(f"\n{name}{', busy' if busy else ''}: each kernel off, in turn "
+          f"(all on: {ms['all on']:.0f} and {ms['all on again']:.0f} ms, "
+          f'{peak:.0f} MB)\n| kernel off | ms | peak MB | time without it '
+          '| peak memory without it |\n|---|---|---|---|---|')
+    for k in KERNELS:
+        print(f"| {k} | {ms[k]:.0f} | {res[k]['peak_mb']:.0f} | "
+              f'{100 * (ms[k] / base - 1):+.1f}% | '
+              f"{100 * (res[k]['peak_mb'] / peak - 1):+.1f}% |", flush=True)
 
 
 if __name__ == '__main__':
