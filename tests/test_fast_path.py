@@ -9,7 +9,7 @@ from transxnet_mm import TransXNet
 from transxnet_mm.models.convert import convert_official, to_official
 from transxnet_mm.models.reference import reference_forward
 from transxnet_mm.ops import (BiasedAttention, BicubicResize,
-                              DepthwiseConv2dCPU, PointwiseConv2dCPU,
+                              DepthwiseConv2dCPU,
                               biased_attention, resize_bias, use_kernels)
 
 
@@ -195,26 +195,6 @@ def test_depthwise_conv_gradients(batch, kernel, size):
         grad.float())
     for o, r in zip(ours, ref):
         assert rel_err(o.grad.double(), r.grad) < 1e-5
-
-
-@pytest.mark.parametrize('batch,bias', [(2, True), (1, False)])
-def test_pointwise_conv_gradients(batch, bias):
-    """Output and input, weight and bias gradients of the 1x1 conv as
-    matrix products against float64 autograd through F.conv2d."""
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, 6, 9, 11, generator=g, dtype=torch.float64)
-    w = torch.randn(7, 6, 1, 1, generator=g, dtype=torch.float64)
-    b = torch.randn(7, generator=g, dtype=torch.float64) if bias else None
-    grad = torch.randn(batch, 7, 9, 11, generator=g, dtype=torch.float64)
-    ref = [t.clone().requires_grad_() for t in (x, w, b) if t is not None]
-    expected = F.conv2d(*ref)
-    expected.backward(grad)
-    ours = [t.float().requires_grad_() for t in (x, w, b) if t is not None]
-    out = PointwiseConv2dCPU.apply(*ours, *([None] * (3 - len(ours))))
-    assert rel_err(out.double(), expected.detach()) < 1e-6
-    out.backward(grad.float())
-    for o, r in zip(ours, ref):
-        assert rel_err(o.grad.double(), r.grad) < 1e-6
 
 
 @pytest.mark.parametrize('batch,heads', [(2, 1), (1, 3)])

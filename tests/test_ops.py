@@ -54,15 +54,15 @@ def test_kernels_switch_by_name():
     """One kernel off leaves the others as they were; an unknown name is
     refused with the list of kernels."""
     from transxnet_mm.ops import KERNELS
-    with use_kernels(False, 'pointwise'):
-        assert not kernels_enabled('pointwise')
-        assert all(kernels_enabled(n) for n in KERNELS if n != 'pointwise')
+    with use_kernels(False, 'depthwise'):
+        assert not kernels_enabled('depthwise')
+        assert all(kernels_enabled(n) for n in KERNELS if n != 'depthwise')
         with use_kernels(True):
-            assert kernels_enabled('pointwise')
-        assert not kernels_enabled('pointwise')
+            assert kernels_enabled('depthwise')
+        assert not kernels_enabled('depthwise')
     assert all(kernels_enabled(n) for n in KERNELS)
     with pytest.raises(ValueError, match="unknown kernel.*'depthwise'"):
-        with use_kernels(False, 'depthwise_conv'):
+        with use_kernels(False, 'pointwise'):
             pass
     with pytest.raises(ValueError, match='unknown kernel'):
         kernels_enabled('gelu')
@@ -98,18 +98,18 @@ def test_rules_decide_where_each_kernel_runs():
         assert applies('inplace', x) and not applies('gelu_bn', x, x, w)
     assert applies('gelu_bn', x, x, w) and not applies('inplace', x)
     assert not applies('gelu_bn', x)  # nothing records a gradient
-    assert applies('pointwise', x)
-    with use_kernels(False, 'pointwise'):
-        assert not applies('pointwise', x)
+    assert applies('bias_resize', x)
+    with use_kernels(False, 'bias_resize'):
+        assert not applies('bias_resize', x)
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        assert not applies('pointwise', x)
+        assert not applies('bias_resize', x)
     gelu = nn.GELU()
     handle = gelu.register_forward_hook(lambda *a: None)
     with torch.no_grad():
         assert not applies('inplace', x, bypassed=(gelu, ))
     handle.remove()
     traced = []
-    torch.jit.trace(lambda t: traced.append(applies('pointwise', t)) or t,
+    torch.jit.trace(lambda t: traced.append(applies('bias_resize', t)) or t,
                     x, check_trace=False)
     assert traced == [False]
 

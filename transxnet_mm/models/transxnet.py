@@ -22,12 +22,14 @@ from mmengine.registry import MODELS
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..ops import (Conv1x1, DWConv2d, LeanSequential, add_residual,
-                   biased_attention, depthwise_conv2d, gelu_bn_seq,
-                   resize_pos_bias, split_convs)
+from ..ops import (DWConv2d, LeanSequential, add_residual, biased_attention,
+                   depthwise_conv2d, gelu_bn_seq, resize_pos_bias,
+                   split_convs)
+from ..ops.rules import eager
 from .convert import load_pretrained
-from .validation import (check_bn_batch, check_frozen_stages, check_input,
-                         parse_arch, parse_out_indices)
+from .validation import (check_bn_batch, check_compile_cfg,
+                         check_frozen_stages, check_input, parse_arch,
+                         parse_out_indices)
 
 # The relative position biases are stored for a 224x224 input (the ImageNet
 # resolution) and resized to the actual attention shape at run time.
@@ -93,9 +95,9 @@ class IDConv(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(kernel_size)
         hidden = channels // reduction
         self.proj = nn.Sequential(
-            ConvBN(Conv1x1(channels, hidden, bias=False), hidden, norm_cfg,
-                   act=True),
-            Conv1x1(hidden, channels * num_groups))
+            ConvBN(nn.Conv2d(channels, hidden, 1, bias=False), hidden,
+                   norm_cfg, act=True),
+            nn.Conv2d(hidden, channels * num_groups, 1))
         nn.init.trunc_normal_(self.weight, std=0.02)
         nn.init.trunc_normal_(self.bias, std=0.02)
 
@@ -131,8 +133,8 @@ class OSRA(nn.Module):
             f'OSRA channels {channels} must be divisible by heads {num_heads}'
         self.num_heads = num_heads
         self.scale = (channels // num_heads)**-0.5
-        self.q = Conv1x1(channels, channels)
-        self.kv = Conv1x1(channels, channels * 2)
+        self.q = nn.Conv2d(channels, channels, 1)
+        self.kv = nn.Conv2d(channels, channels * 2, 1)
         if sr_ratio > 1:
             self.sr = nn.Sequential(
                 ConvBN(DWConv2d(channels, sr_ratio + 3, sr_ratio, bias=False),
@@ -167,9 +169,9 @@ class STE(LeanSequential):
         super().__init__(
             DWConv2d(channels, 3), nn.GELU(),
             build_norm_layer(norm_cfg, channels)[1],
-            Conv1x1(channels, squeezed), nn.GELU(),
+            nn.Conv2d(channels, squeezed, 1), nn.GELU(),
             build_norm_layer(norm_cfg, squeezed)[1],
-            Conv1x1(squeezed, channels),
+            nn.Conv2d(squeezed, channels, 1),
             build_norm_layer(norm_cfg, channels)[1])
 
 
@@ -223,13 +225,13 @@ class MSFFN(nn.Module):
         super().__init__()
         hidden = int(channels * ratio)
         self.fc1 = LeanSequential(
-            Conv1x1(channels, hidden, bias=False), nn.GELU(),
+            nn.Conv2d(channels, hidden, 1, bias=False), nn.GELU(),
             build_norm_layer(norm_cfg, hidden)[1])
         self.dwconv = MultiScaleDWConv(hidden)
         self.act = nn.GELU()
         self.norm = build_norm_layer(norm_cfg, hidden)[1]
         self.fc2 = LeanSequential(
-            Conv1x1(hidden, channels, bias=False),
+            nn.Conv2d(hidden, channels, 1, bias=False),
             build_norm_layer(norm_cfg, channels)[1])
 
     def forward(self, x: Tensor) -> Tensor:
@@ -329,6 +331,11 @@ class TransXNet(BaseModule):
             costs time). Defaults to False.
         norm_cfg (dict): Config of the BatchNorms (e.g. ``dict(type='SyncBN')``);
             the block and output norms are GroupNorm(1) as in the paper.
+        compile_cfg (bool | dict, optional): Compile the stages with
+            ``torch.compile`` (these are its options, e.g. ``dynamic``;
+            True: its defaults), for training and inference alike. Compiled
+            on the first forward; weights and ``state_dict`` are unchanged.
+            Defaults to None (eager).
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH)``
             with PATH an authors' ImageNet checkpoint or one of ours (see
             :func:`transxnet_mm.models.convert.load_pretrained`); ``prefix``
@@ -374,8 +381,10 @@ class TransXNet(BaseModule):
                  drop_path_rate: float = 0.,
                  with_cp: bool = False,
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
+                 compile_cfg: Union[None, bool, dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        self.compile_cfg = check_compile_cfg(compile_cfg)
         self.arch = parse_arch(arch, self.arch_settings)
         self.num_stages = len(self.arch['depths'])
         self.in_channels = in_channels
@@ -490,6 +499,24 @@ class TransXNet(BaseModule):
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         check_input(x, self.in_channels,
                     self.downsample_layers[0].conv.weight)
+        if self.compile_cfg is None or not eager():
+            return self.forward_stages(x)
+        if self._compiled is None:
+            self._compiled = torch.compile(self.forward_stages,
+                                           **self.compile_cfg)
+        return self._compiled(x)
+
+    _compiled = None  # the compiled forward_stages, made on first use
+
+    def __getstate__(self) -> dict:
+        # A copy (deepcopy, pickle) compiles its own forward: the compiled
+        # one runs this module's weights.
+        state = self.__dict__.copy()
+        state.pop('_compiled', None)
+        return state
+
+    def forward_stages(self, x: Tensor) -> Tuple[Tensor, ...]:
+        """The stages and output norms: what ``compile_cfg`` compiles."""
         outs = []
         for i, (down, stage) in enumerate(zip(self.downsample_layers,
                                               self.stages)):

@@ -1,6 +1,6 @@
 """Argument and input checks of the TransXNet backbone: a clear error that
 names the problem and the fix instead of a shape error deep in a block."""
-from typing import Dict, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -54,6 +54,28 @@ def check_frozen_stages(frozen_stages: int, num_stages: int) -> int:
             f'frozen_stages must be an int from -1 (nothing frozen) to '
             f'{num_stages} (everything frozen), got {frozen_stages!r}')
     return frozen_stages
+
+
+# torch.compile's options a config may set (as in its signature).
+COMPILE_KEYS = ('backend', 'mode', 'options', 'dynamic', 'fullgraph')
+
+
+def check_compile_cfg(compile_cfg: Union[None, bool, dict]) -> Optional[dict]:
+    """``compile_cfg`` as the keyword arguments of ``torch.compile`` (None:
+    eager; True: its defaults)."""
+    if compile_cfg is None or compile_cfg is False:
+        return None
+    if compile_cfg is True:
+        compile_cfg = {}
+    if not isinstance(compile_cfg, dict):
+        raise TypeError(f'compile_cfg must be None, True or a dict of '
+                        f'torch.compile options, got {compile_cfg!r}')
+    unknown = set(compile_cfg) - set(COMPILE_KEYS)
+    if unknown:
+        raise ValueError(f'compile_cfg: unknown option(s) {sorted(unknown)}; '
+                         f'torch.compile takes {list(COMPILE_KEYS)}, e.g. '
+                         f"compile_cfg=dict(backend='inductor', mode=None)")
+    return dict(compile_cfg)
 
 
 def check_input(x: Tensor, in_channels: int, weight: Tensor) -> None:

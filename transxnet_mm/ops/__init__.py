@@ -12,15 +12,14 @@ from .depthwise import (DepthwiseConv2dChannelsLast, DepthwiseConv2dCPU,
 from .gelu_bn import GeluBatchNorm, GeluBatchNormConv1x1, gelu_bn_seq
 from .inplace import add_residual, inplace_, split_convs
 from .layers import LeanSequential
-from .pointwise import Conv1x1, PointwiseConv2dCPU, pointwise_conv2d
 from .rules import KERNELS, applies, kernels_enabled, use_kernels
 
 __all__ = [
     'BiasedAttention', 'biased_attention', 'BicubicResize', 'bicubic',
     'resize_bias', 'resize_pos_bias', 'DepthwiseConv2dCPU',
     'DepthwiseConv2dChannelsLast', 'depthwise_conv2d', 'GeluBatchNorm',
-    'GeluBatchNormConv1x1', 'gelu_bn_seq', 'Conv1x1', 'DWConv2d',
+    'GeluBatchNormConv1x1', 'gelu_bn_seq', 'DWConv2d',
     'LeanSequential', 'add_residual', 'inplace_', 'split_convs',
-    'PointwiseConv2dCPU', 'pointwise_conv2d', 'KERNELS', 'applies',
+    'KERNELS', 'applies',
     'kernels_enabled', 'use_kernels'
 ]

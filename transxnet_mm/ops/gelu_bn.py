@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .inplace import inplace_
-from .pointwise import per_sample_mm, plain_conv1x1, pointwise_conv2d
-from .rules import applies, hooked, plain_batch_norm, plain_gelu
+from .rules import (applies, hooked, plain_batch_norm, plain_conv1x1,
+                    plain_gelu)
 from .utils import plain_backward
 
 
@@ -37,6 +37,20 @@ def fusable(act: nn.Module, bn: nn.Module, x: Tensor,
     return (plain_gelu(act) and plain_batch_norm(bn) and bn.training
             and applies('gelu_bn', x, x, bn.weight,
                         bypassed=(act, bn) + others))
+
+
+def per_sample_mm(w: Tensor, x3: Tensor,
+                  bias: Optional[Tensor] = None) -> Tensor:
+    """``w (Co, Ci) @ x3[b] (Ci, N)`` (+ bias) for each sample b, into one
+    (B, Co, N) map. ``torch.matmul(w, x3)`` would compute the transposed
+    product and copy it back."""
+    out = x3.new_empty(x3.shape[0], w.shape[0], x3.shape[2])
+    for i in range(x3.shape[0]):
+        if bias is None:
+            torch.mm(w, x3[i], out=out[i])
+        else:
+            torch.addmm(bias.view(-1, 1), w, x3[i], out=out[i])
+    return out
 
 
 def _bn_train(g: Tensor, bn: nn.BatchNorm2d) -> Tuple[Tensor, Tensor, Tensor]:
@@ -99,7 +113,7 @@ class GeluBatchNormConv1x1(torch.autograd.Function):
         ctx.has_conv_bias = conv_bias is not None
         ctx.save_for_backward(x, weight, bias, conv_weight, conv_bias, mean,
                               rstd)
-        return pointwise_conv2d(y, conv_weight, conv_bias)
+        return F.conv2d(y, conv_weight, conv_bias)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple:

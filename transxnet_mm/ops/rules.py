@@ -18,9 +18,8 @@ float32 rounding). A kernel applies when all of these hold:
   inference as in training.
 
 Which modules a kernel may stand in for is an exact type test
-(:func:`plain_gelu`, :func:`plain_batch_norm`, and
-:func:`~.pointwise.plain_conv1x1` next to our 1x1 conv): a subclass may
-change the forward. Each op adds only its own shape conditions
+(:func:`plain_gelu`, :func:`plain_batch_norm`, :func:`plain_conv1x1`): a
+subclass may change the forward. Each op adds only its own shape conditions
 (e.g. the depthwise kernel: 5x5 and larger, stride 1).
 """
 from contextlib import contextmanager
@@ -50,7 +49,6 @@ KERNELS: Dict[str, Rule] = {
                         "each stage's position bias resized separably"),
     'attention': Rule(CPU, 'training',
                       'attention matrix recomputed in backward, not saved'),
-    'pointwise': Rule(CPU, 'any', '1x1 convs as per-sample matrix products'),
     'depthwise': Rule(CPU, 'training',
                       'weight gradient of 5x5 and 7x7 depthwise convs'),
     'gelu_bn': Rule(ANY_DEVICE, 'training',
@@ -86,7 +84,7 @@ def use_kernels(enabled: bool, *names: str) -> Iterator[None]:
 
         with transxnet_mm.ops.use_kernels(False):
             outs = model(x)
-        with transxnet_mm.ops.use_kernels(False, 'pointwise'):
+        with transxnet_mm.ops.use_kernels(False, 'depthwise'):
             ...  # the others stay as they were
 
     The switch is process-wide (not per thread)."""
@@ -151,3 +149,11 @@ def plain_batch_norm(module: nn.Module) -> bool:
     return (exact and module.track_running_stats and module.affine
             and module.running_var is not None)
 
+
+def plain_conv1x1(module: nn.Module) -> bool:
+    """An exact ``nn.Conv2d`` with a 1x1 kernel, stride 1, no padding, no
+    groups."""
+    return (type(module) is nn.Conv2d and module.kernel_size == (1, 1)
+            and module.groups == 1 and module.stride == (1, 1)
+            and module.padding == (0, 0) and module.dilation == (1, 1)
+            and module.padding_mode == 'zeros')
