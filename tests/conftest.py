@@ -14,6 +14,22 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # data the test suite owns (see reference/README.md).
 REFERENCE = osp.join(ROOT, 'tests', 'reference')
 CONFIGS = osp.join(ROOT, 'configs')
+# The authors' own model file, beside the repository (the benchmarks' baseline).
+AUTHORS_FILE = osp.join(osp.dirname(ROOT), 'shared', 'reference',
+                        'authors_transxnet_dense.py')
+needs_authors_file = pytest.mark.skipif(
+    not osp.isfile(AUTHORS_FILE),
+    reason=f"the authors' model file is not at {AUTHORS_FILE}")
+
+
+def load_tool(*path: str):
+    """A script of tools/ (e.g. ``'analysis_tools', 'benchmark_train.py'``)
+    as a module."""
+    spec = importlib.util.spec_from_file_location(
+        osp.splitext(path[-1])[0], osp.join(ROOT, 'tools', *path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def config_file(name: str) -> str:

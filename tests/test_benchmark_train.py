@@ -1,30 +1,22 @@
 """tools/analysis_tools/benchmark_train.py: the model it times is the one the
 config trains, the authors' backbone in it holds the same weights, and its
 random batches have valid ground truth."""
-import importlib.util
 import os.path as osp
 import subprocess
 import sys
 
 import pytest
 import torch
-from conftest import ROOT, config_file
+from conftest import (AUTHORS_FILE, ROOT, config_file, load_tool,
+                      needs_authors_file)
 from mmengine.config import Config
 
 TOOL = osp.join(ROOT, 'tools', 'analysis_tools', 'benchmark_train.py')
-AUTHORS_FILE = osp.join(osp.dirname(ROOT), 'shared', 'reference',
-                        'authors_transxnet_dense.py')
-needs_authors_file = pytest.mark.skipif(
-    not osp.isfile(AUTHORS_FILE),
-    reason=f"the authors' model file is not at {AUTHORS_FILE}")
 
 
 @pytest.fixture(scope='module')
 def tool():
-    spec = importlib.util.spec_from_file_location('benchmark_train', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('analysis_tools', 'benchmark_train.py')
 
 
 def built(tool, name: str, authors: bool = False):

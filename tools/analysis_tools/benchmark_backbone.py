@@ -6,6 +6,7 @@ authors' computation, same weights, same run.
         [--sizes 224x224x8 512x512x2 800x1216x1] [--modes eval train]
         [--runs 5] [--warmup 2] [--threads 2] [--device cpu|cuda]
         [--contention] [--keep-freed-memory] [--impls ...]
+        [--amp bf16|fp16] [--protocol table11] [--norm BN|SyncBN]
 
 The baseline is the authors' own model file when ``--authors-model PATH``
 names one (any file defining their ``TransXNet(arch=..., fork_feat=True)``;
@@ -35,6 +36,17 @@ freed, so each new map of that size page-faults again: a large share of a
 step, and the most variable one on a shared machine. ``--keep-freed-memory``
 runs both columns with glibc keeping freed memory (the environment variables
 MALLOC_MMAP_MAX_=0 and MALLOC_TRIM_THRESHOLD_), which users can set too.
+
+``--norm SyncBN`` builds our backbone with the paper configs' norm, reverted
+to ``_BatchNormXd`` as MMEngine's Runner does in one process (the authors'
+file has plain ``BatchNorm2d`` in its blocks either way).
+``--amp bf16|fp16`` runs every column under ``torch.autocast`` with that
+dtype. ``--protocol table11`` is the paper's speed protocol (its Table XI:
+inference at 224x224, batch 128, images/s and peak memory, on one RTX 3090):
+those cells for ``--archs`` (``--sizes`` still overrides, e.g. a smaller
+batch for a smaller GPU), with images/s and the peak of all allocated memory
+(weights and input included, as a GPU's memory counter reports it) next to
+the paper's row.
 """
 import argparse
 import json
@@ -42,26 +54,31 @@ import os
 import statistics
 import subprocess
 import sys
-import time
+from contextlib import nullcontext
 
 import torch
+from mmengine.model import revert_sync_batchnorm
 
-from transxnet_mm.analysis import (authors_model, cpu_peak_bytes, machine,
-                                   matmul_contender)
+from transxnet_mm.analysis import (authors_model, machine, matmul_contender,
+                                   measure_step)
 from transxnet_mm.models import TransXNet
 from transxnet_mm.models.convert import to_official
 from transxnet_mm.models.reference import reference_forward
 from transxnet_mm.ops import use_kernels
 
+AMP_DTYPES = dict(bf16=torch.bfloat16, fp16=torch.float16)
+# The paper's Table XI: inference on one RTX 3090, 224x224, batch 128
+# (images/s, MB); the paper gives T's row.
+TABLE11 = dict(size='224x224x128', paper=dict(t=(857, 2252)))
+
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--archs', nargs='+', default=['t', 's', 'b'])
-    parser.add_argument('--sizes', nargs='+',
-                        default=['224x224x8', '512x512x2', '800x1216x1'],
-                        help='HxWxBATCH')
-    parser.add_argument('--modes', nargs='+', default=['eval', 'train'],
-                        choices=['eval', 'train'])
+    parser.add_argument('--sizes', nargs='+', help='HxWxBATCH (default: '
+                        '224x224x8 512x512x2 800x1216x1)')
+    parser.add_argument('--modes', nargs='+', choices=['eval', 'train'],
+                        help='default: eval train')
     parser.add_argument('--authors-model', metavar='PATH',
                         help="the authors' model file, the baseline")
     parser.add_argument('--impls', nargs='+', default=[],
@@ -78,6 +95,14 @@ def parse_args():
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--device', default='cuda' if
                         torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--norm', choices=['BN', 'SyncBN'], default='BN',
+                        help="our backbone's norm_cfg type (SyncBN: reverted "
+                        'as in a one-process run)')
+    parser.add_argument('--amp', choices=sorted(AMP_DTYPES),
+                        help='run under torch.autocast with this dtype')
+    parser.add_argument('--protocol', choices=['table11'],
+                        help="the paper's speed protocol: inference at "
+                        '224x224, batch 128, images/s and peak memory')
     parser.add_argument('--keep-freed-memory', action='store_true',
                         help='run the cells with glibc keeping freed memory '
                         '(MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_ large): '
@@ -89,15 +114,23 @@ def parse_args():
     if args.warmup < 2:
         parser.error('--warmup must be at least 2: the first two steps '
                      'measure the memory')
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        parser.error(f'--device {args.device}: no GPU is visible to torch '
+                     f'{torch.__version__}; use --device cpu')
+    table11 = args.protocol == 'table11'
+    args.sizes = args.sizes or ([TABLE11['size']] if table11 else
+                                ['224x224x8', '512x512x2', '800x1216x1'])
+    args.modes = args.modes or (['eval'] if table11 else ['eval', 'train'])
     return args
 
 
-def run_cell(arch, h, w, batch, mode, impl, runs, warmup, device) -> dict:
+def run_cell(arch, h, w, batch, mode, impl, runs, warmup, device,
+             amp=None, norm='BN') -> dict:
     """One measurement; runs inside its own process."""
     torch.manual_seed(0)
     train = mode == 'train'
-    model = TransXNet(arch)
-    x = torch.randn(batch, 3, h, w, device=device)
+    model = revert_sync_batchnorm(TransXNet(arch, norm_cfg=dict(type=norm)))
+    x = torch.randn(batch, 3, h, w).to(device)
     if impl not in ('reference', 'default', 'plain'):
         model = authors_model(impl, arch, model.state_dict())
         impl = 'default'
@@ -113,53 +146,43 @@ def run_cell(arch, h, w, batch, mode, impl, runs, warmup, device) -> dict:
                 if v.is_floating_point() and 'running_' not in k:
                     v.requires_grad_()
         leaves = [v for v in params.values() if v.requires_grad]
+        resident = list(params.values())
 
         def forward():
             return reference_forward(params, x, norms, training=train)
     else:
         model = model.to(device).train(train)
         leaves = list(model.parameters())
+        resident = leaves + list(model.buffers())
 
         def forward():
             return model(x)
 
+    autocast = torch.autocast(device.split(':')[0], AMP_DTYPES[amp]) \
+        if amp else nullcontext()
+
     def step():
         if not train:
-            with torch.no_grad():
+            with torch.no_grad(), autocast:
                 forward()
             return
         for p in leaves:
             p.grad = None
-        sum(o.mean() for o in forward()).backward()
+        with autocast:
+            loss = sum(o.float().mean() for o in forward())
+        loss.backward()
 
-    cuda = device.startswith('cuda')
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        step()
-        step()
-        peak = torch.cuda.max_memory_allocated() - base
-    else:
-        peak = cpu_peak_bytes(step)
-    for _ in range(warmup - 2):
-        step()
-    sync()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - start)
-    return dict(median=statistics.median(times), times=times,
-                peak_mb=max(peak, 0) / 2**20)
+    res = measure_step(step, runs, warmup, device,
+                       sum(t.nbytes for t in resident + [x]))
+    return dict(res, median=statistics.median(res['times']))
 
 
 def measure(args, env, cell, impl, busy: bool) -> dict:
     arch, h, w, batch, mode = cell
     cmd = [sys.executable, __file__, '--worker', arch, h, w, batch, mode,
            impl, '--runs', str(args.runs), '--warmup', str(args.warmup),
-           '--threads', str(args.threads), '--device', args.device]
+           '--threads', str(args.threads), '--device', args.device] + \
+        (['--amp', args.amp] if args.amp else []) + ['--norm', args.norm]
     other = subprocess.Popen([sys.executable, __file__, '--contender',
                               '--threads', str(args.threads)],
                              env=env) if busy else None
@@ -185,7 +208,8 @@ def main():
         torch.set_num_threads(args.threads)
         arch, h, w, batch, mode, impl = args.worker
         res = run_cell(arch, int(h), int(w), int(batch), mode, impl,
-                       args.runs, args.warmup, args.device)
+                       args.runs, args.warmup, args.device, args.amp,
+                       args.norm)
         print('RESULT ' + json.dumps(res))
         return
     base = args.authors_model or 'reference'
@@ -195,11 +219,18 @@ def main():
     print(f'TransXNet backbone benchmark: {machine(args.device, args.threads)}'
           f'; torch {torch.__version__}; median of {args.runs} runs after '
           f'{args.warmup} warm-up; baseline: {base}' +
-          ('; glibc keeping freed memory' if args.keep_freed_memory else ''))
+          (f'; autocast {args.amp}' if args.amp else '') +
+          ('; our norms SyncBN, reverted' if args.norm == 'SyncBN' else '') +
+          ('; glibc keeping freed memory' if args.keep_freed_memory else '') +
+          ("; the paper's Table XI protocol (paper: one RTX 3090)"
+           if args.protocol else ''))
     cols = [f'{n} ms' for n, _ in impls] + [f'speed-up vs {base_name}']
     if args.contention:
         cols += [f'{n} ms busy' for n, _ in impls] + ['speed-up busy']
     cols += [f'{base_name} peak MB', 'ours peak MB', 'memory ratio']
+    if args.protocol:
+        cols += [f'{n} img/s' for n, _ in impls] + \
+            [f'{n} total MB' for n, _ in impls] + ['paper img/s, MB']
     header = '| arch | input | mode | ' + ' | '.join(cols) + ' |'
     print(header + '\n' + '|---' * (3 + len(cols)) + '|', flush=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
@@ -227,6 +258,12 @@ def main():
                 cells += [f'{ref["peak_mb"]:.0f}', f'{ours["peak_mb"]:.0f}',
                           f'{ours["peak_mb"] / ref["peak_mb"]:.2f}'
                           if ref['peak_mb'] else '-']
+                if args.protocol:
+                    paper = TABLE11['paper'].get(arch)
+                    cells += [f'{int(batch) / quiet[n]["median"]:.0f}'
+                              for n, _ in impls]
+                    cells += [f'{quiet[n]["total_mb"]:.0f}' for n, _ in impls]
+                    cells.append(f'{paper[0]}, {paper[1]}' if paper else '-')
                 print('| ' + ' | '.join(cells) + ' |', flush=True)
 
 
