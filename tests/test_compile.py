@@ -83,7 +83,11 @@ def test_compiled_equals_eager_and_sizes_do_not_recompile(train):
     if train:
         grads = dict(eager.named_parameters())
         for name, p in compiled.named_parameters():
-            assert _close(p.grad, grads[name].grad, 1e-8), name
+            ref = grads[name].grad
+            if ref.abs().max() < 1e-15:  # a conv bias before a BatchNorm
+                assert p.grad.abs().max() < 1e-15, name
+            else:
+                assert _close(p.grad, ref, 1e-8), name
         stats = dict(eager.named_buffers())
         for name, b in compiled.named_buffers():
             assert torch.allclose(b.double(), stats[name].double(),
