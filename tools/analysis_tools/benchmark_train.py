@@ -43,7 +43,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from contextlib import nullcontext
 from typing import Callable, Dict, Tuple
 
@@ -55,7 +54,8 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
 from transxnet_mm.analysis import (DEFAULT_SHAPES, authors_model, machine,
-                                   matmul_contender, measure_step)
+                                   matmul_contender, measure_step,
+                                   median_time)
 from transxnet_mm.ops import KERNELS, use_kernels
 
 DEFAULT_BATCH = 2  # the paper's images per GPU for detection
@@ -258,8 +258,8 @@ def run_ablation(args) -> dict:
             else use_kernels(False, name)
 
     steps = {name: build_steps(args, 'ours') for name in ABLATIONS}
-    cuda = args.device.startswith('cuda')
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    sync = torch.cuda.synchronize if args.device.startswith('cuda') \
+        else None
     result = {}
     for part in steps[ABLATIONS[0]]:
         result[part] = {}
@@ -270,11 +270,8 @@ def run_ablation(args) -> dict:
         for _ in range(args.iters):
             for name in ABLATIONS:
                 with kernels(name):
-                    start = time.perf_counter()
-                    steps[name][part]()
-                    sync()
-                result[part][name]['times'].append(time.perf_counter() -
-                                                   start)
+                    result[part][name]['times'] += median_time(
+                        steps[name][part], 1, 0, sync)
     return result
 
 

@@ -25,7 +25,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..ops import (DWConv2d, LeanSequential, add_residual, biased_attention,
                    depthwise_conv2d, gelu_bn_seq, resize_pos_bias,
                    split_convs)
-from ..ops.rules import eager
+from .compile import CompiledStages
 from .convert import load_pretrained
 from .validation import (check_bn_batch, check_compile_cfg,
                          check_frozen_stages, check_input, parse_arch,
@@ -310,7 +310,7 @@ class TransXNetStage(nn.Module):
 
 
 @MODELS.register_module()
-class TransXNet(BaseModule):
+class TransXNet(CompiledStages, BaseModule):
     """TransXNet backbone with multi-scale outputs.
 
     Args:
@@ -499,21 +499,7 @@ class TransXNet(BaseModule):
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         check_input(x, self.in_channels,
                     self.downsample_layers[0].conv.weight)
-        if self.compile_cfg is None or not eager():
-            return self.forward_stages(x)
-        if self._compiled is None:
-            self._compiled = torch.compile(self.forward_stages,
-                                           **self.compile_cfg)
-        return self._compiled(x)
-
-    _compiled = None  # the compiled forward_stages, made on first use
-
-    def __getstate__(self) -> dict:
-        # A copy (deepcopy, pickle) compiles its own forward: the compiled
-        # one runs this module's weights.
-        state = self.__dict__.copy()
-        state.pop('_compiled', None)
-        return state
+        return self.run_stages(x)
 
     def forward_stages(self, x: Tensor) -> Tuple[Tensor, ...]:
         """The stages and output norms: what ``compile_cfg`` compiles."""
