@@ -348,9 +348,10 @@ def test_fused_gelu_bn_serves_the_paper_configs_norms(name, monkeypatch):
         if 'layer_scale' in n and n.endswith('weight'):
             p.data.uniform_(0.5, 1)
     calls = []
-    for fn in (gelu_bn.GeluBatchNorm, gelu_bn.GeluBatchNormConv1x1):
-        monkeypatch.setattr(fn, 'apply', lambda *a, _f=fn.apply:
-                            calls.append(1) or _f(*a))
+    for fn in (gelu_bn.GeluBatchNorm, gelu_bn.GeluBatchNormConv1x1,
+               gelu_bn.GeluBatchNormDWConvs):
+        monkeypatch.setattr(fn, 'apply', lambda *a, _f=fn.apply, _c=fn:
+                            calls.append(_c) or _f(*a))
     x = torch.randn(2, 3, 64, 64)
     results = []
     for kernels, dtype in ((True, torch.float32), (False, torch.float32),
@@ -364,10 +365,13 @@ def test_fused_gelu_bn_serves_the_paper_configs_norms(name, monkeypatch):
         results.append((outs, {n: p.grad for n, p in m.named_parameters()
                                if p.grad is not None},
                         {n: b for n, b in m.named_buffers()
-                         if 'running' in n}, len(calls)))
+                         if 'running' in n}, list(calls)))
     on, off, exact = results
     depth = sum(model.arch['depths'])
-    assert on[3] >= depth and off[3] == 0  # one per MS-FFN, plus IDConv/STE
+    # Two per MS-FFN (its hidden map before and after the depthwise convs),
+    # plus those of IDConv and STE.
+    assert on[3].count(gelu_bn.GeluBatchNormDWConvs) == depth
+    assert len(on[3]) >= 2 * depth and off[3] == []
     # Kernels on are as close to float64 as plain float32 PyTorch is (some
     # gradients, e.g. of a per-channel conv right before a training
     # BatchNorm, are zero in exact arithmetic: only rounding is left).

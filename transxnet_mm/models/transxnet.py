@@ -23,8 +23,8 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..ops import (DWConv2d, LeanSequential, add_residual, biased_attention,
-                   depthwise_conv2d, gelu_bn_seq, resize_pos_bias,
-                   split_convs)
+                   depthwise_conv2d, gelu_bn_dwconvs, gelu_bn_seq,
+                   resize_pos_bias, split_convs)
 from .compile import CompiledStages
 from .convert import load_pretrained
 from .validation import (check_bn_batch, check_compile_cfg,
@@ -235,7 +235,7 @@ class MSFFN(nn.Module):
             build_norm_layer(norm_cfg, channels)[1])
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.dwconv(self.fc1(x), residual=True)
+        x = gelu_bn_dwconvs(self.fc1, self.dwconv, x)
         return gelu_bn_seq(self.act, self.norm, self.fc2, x)
 
 

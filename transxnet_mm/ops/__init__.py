@@ -9,7 +9,8 @@ from .attention import BiasedAttention, biased_attention
 from .bias_resize import BicubicResize, bicubic, resize_bias, resize_pos_bias
 from .depthwise import (DepthwiseConv2dChannelsLast, DepthwiseConv2dCPU,
                         DWConv2d, depthwise_conv2d)
-from .gelu_bn import GeluBatchNorm, GeluBatchNormConv1x1, gelu_bn_seq
+from .gelu_bn import (GeluBatchNorm, GeluBatchNormConv1x1,
+                      GeluBatchNormDWConvs, gelu_bn_dwconvs, gelu_bn_seq)
 from .inplace import add_residual, inplace_, split_convs
 from .layers import LeanSequential
 from .rules import KERNELS, applies, kernels_enabled, use_kernels
@@ -18,7 +19,8 @@ __all__ = [
     'BiasedAttention', 'biased_attention', 'BicubicResize', 'bicubic',
     'resize_bias', 'resize_pos_bias', 'DepthwiseConv2dCPU',
     'DepthwiseConv2dChannelsLast', 'depthwise_conv2d', 'GeluBatchNorm',
-    'GeluBatchNormConv1x1', 'gelu_bn_seq', 'DWConv2d',
+    'GeluBatchNormConv1x1', 'GeluBatchNormDWConvs', 'gelu_bn_dwconvs',
+    'gelu_bn_seq', 'DWConv2d',
     'LeanSequential', 'add_residual', 'inplace_', 'split_convs',
     'KERNELS', 'applies',
     'kernels_enabled', 'use_kernels'

@@ -11,7 +11,7 @@ where its backward beats NCHW by more than the layout copies cost. For 3x3
 and strided kernels PyTorch's own NCHW convolution is the fastest (see
 :func:`depthwise_conv2d`). Timings: docs/benchmarks.md.
 """
-from typing import Optional, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +59,53 @@ def _conv(x: Tensor, weight: Tensor, bias: Optional[Tensor],
     return F.conv2d(x, weight, bias, 1, padding, 1, x.shape[1])
 
 
+def training_method(x: Tensor, weight: Tensor,
+                    stride: Union[int, Tuple[int, int]] = 1) -> str:
+    """Which backward a depthwise conv of ``weight`` on ``x`` takes in
+    training: ``'cpu'`` (:class:`DepthwiseConv2dCPU`), ``'channels_last'``
+    (:class:`DepthwiseConv2dChannelsLast`) or ``'plain'`` (PyTorch's NCHW
+    convolution). The first two only where the ``'depthwise'`` kernel
+    applies, for 5x5 and larger kernels of stride 1."""
+    if (min(weight.shape[2:]) >= 5 and _pair(stride) == (1, 1)
+            and applies('depthwise', x, x, weight)):
+        return ('cpu' if x.shape[2] * x.shape[3] >= MIN_PIXELS else
+                'channels_last')
+    return 'plain'
+
+
+def depthwise_backward(
+        method: str, x: Tensor, weight: Tensor, grad: Tensor,
+        stride: Tuple[int, int], padding: Tuple[int, int],
+        needs: Sequence[bool]) -> Tuple[Optional[Tensor], ...]:
+    """Gradients of input, weight and bias of a depthwise conv by
+    ``method`` (:func:`training_method`), those with ``needs`` set (the
+    others None)."""
+    needs = tuple(needs) + (False, ) * (3 - len(needs))
+    groups = x.shape[1]
+    if method == 'cpu':
+        grad = grad.contiguous()
+        grad_x = grad_w = grad_b = None
+        if needs[0]:
+            grad_x = torch.ops.aten.convolution_backward(
+                grad, x, weight, None, (1, 1), padding, (1, 1), False,
+                (0, 0), groups, (True, False, False))[0]
+        if needs[1]:
+            grad_w = _weight_grad(x, grad, weight.shape[2:], padding)
+        if needs[2]:
+            grad_b = grad.sum((0, 2, 3))
+        return grad_x, grad_w, grad_b
+    if method == 'channels_last':
+        cl = torch.channels_last
+        grad, x = grad.contiguous(memory_format=cl), x.contiguous(
+            memory_format=cl)
+    grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
+        grad, x, weight, [weight.shape[0]] if needs[2] else None, stride,
+        padding, (1, 1), False, (0, 0), groups, needs[:3])
+    if grad_x is not None:
+        grad_x = grad_x.contiguous()
+    return grad_x, grad_w, grad_b
+
+
 class DepthwiseConv2dCPU(torch.autograd.Function):
     """Stride-1 depthwise convolution whose weight gradient is one more
     convolution (:func:`_weight_grad`); the input gradient is PyTorch's."""
@@ -76,16 +123,8 @@ class DepthwiseConv2dCPU(torch.autograd.Function):
         if torch.is_grad_enabled():  # double backward: differentiable ops
             return plain_backward(_conv, ctx, (x, weight, bias), grad,
                                   ctx.padding)
-        grad = grad.contiguous()
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.ops.aten.convolution_backward(
-                grad, x, weight, None, (1, 1), ctx.padding, (1, 1), False,
-                (0, 0), x.shape[1], (True, False, False))[0]
-        if ctx.needs_input_grad[1]:
-            grad_w = _weight_grad(x, grad, weight.shape[2:], ctx.padding)
-        if ctx.needs_input_grad[2]:
-            grad_b = grad.sum((0, 2, 3))
+        grad_x, grad_w, grad_b = depthwise_backward(
+            'cpu', x, weight, grad, (1, 1), ctx.padding, ctx.needs_input_grad)
         return grad_x, grad_w, grad_b, None
 
 
@@ -114,15 +153,10 @@ class DepthwiseConv2dChannelsLast(torch.autograd.Function):
         if torch.is_grad_enabled():  # double backward: differentiable ops
             return plain_backward(_conv_cl, ctx, (x, weight, bias), grad,
                                   ctx.stride, ctx.padding)
-        cl = torch.channels_last
-        mask = (ctx.needs_input_grad[0], ctx.needs_input_grad[1],
-                bias is not None and ctx.needs_input_grad[2])
-        grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
-            grad.contiguous(memory_format=cl), x.contiguous(memory_format=cl),
-            weight, None if bias is None else list(bias.shape), ctx.stride,
-            ctx.padding, (1, 1), False, (0, 0), x.shape[1], mask)
-        if grad_x is not None:
-            grad_x = grad_x.contiguous()
+        grad_x, grad_w, grad_b = depthwise_backward(
+            'channels_last', x, weight, grad, ctx.stride, ctx.padding,
+            ctx.needs_input_grad[:2] + (
+                bias is not None and ctx.needs_input_grad[2], ))
         return grad_x, grad_w, grad_b, None, None
 
 
@@ -138,14 +172,13 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor],
     NCHW convolution as it is: at the backbone's shapes each choice is the
     fastest of the three for its case (docs/benchmarks.md).
     """
-    groups = x.shape[1]
-    if (min(weight.shape[2:]) >= 5 and _pair(stride) == (1, 1)
-            and applies('depthwise', x, x, weight)):
-        padding = _pair(padding)
-        if x.shape[2] * x.shape[3] >= MIN_PIXELS:
-            return DepthwiseConv2dCPU.apply(x, weight, bias, padding)
+    method = training_method(x, weight, stride)
+    if method == 'cpu':
+        return DepthwiseConv2dCPU.apply(x, weight, bias, _pair(padding))
+    if method == 'channels_last':
         return DepthwiseConv2dChannelsLast.apply(x, weight, bias, (1, 1),
-                                                 padding)
+                                                 _pair(padding))
+    groups = x.shape[1]
     return F.conv2d(x, weight, bias, stride, padding, 1, groups)
 
 

@@ -1,14 +1,15 @@
-"""GELU then training-mode BatchNorm (optionally then a 1x1 conv) that saves
-only the GELU's input for backward.
+"""GELU then training-mode BatchNorm, and what reads the result (a 1x1 conv,
+or MS-FFN's multi-scale depthwise convs and their residual), saving only
+the GELU's input for backward.
 
-Plain autograd keeps three maps for ``bn(gelu(x))`` followed by a 1x1
-conv: x (for GELU's backward), gelu(x) (for BatchNorm's) and bn(...) (for
-the conv's weight gradient). GELU and the normalisation are cheap
-elementwise work, so these Functions keep x and the batch statistics only
-and recompute the other two maps in backward. In MS-FFN's hidden width
-(4-8x the block's channels) that is most of a training step's activation
-memory. Forward results are PyTorch's own ops (the same bits); running
-statistics are updated once, as ``nn.BatchNorm2d`` does.
+Plain autograd keeps three maps for ``bn(gelu(x))`` followed by a conv: x
+(for GELU's backward), gelu(x) (for BatchNorm's) and bn(...) (for the
+conv's weight gradient). GELU and the normalisation are cheap elementwise
+work, so these Functions keep x and the batch statistics only and recompute
+the other two maps in backward. In MS-FFN's hidden width (4-8x the block's
+channels) that is most of a training step's activation memory. Forward
+results are PyTorch's own ops (the same bits); running statistics are
+updated once, as ``nn.BatchNorm2d`` does.
 
 The norms taken are those whose training forward is exactly
 ``nn.BatchNorm2d``'s (:func:`~.rules.plain_batch_norm`): ``BN`` in a config,
@@ -16,12 +17,13 @@ and ``SyncBN`` as MMEngine's runner reverts it in a one-process run
 (``_BatchNormXd``). ``nn.SyncBatchNorm`` under DDP computes its statistics
 over the process group, and runs as it is (without the memory saving).
 """
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .depthwise import DWConv2d, depthwise_backward, training_method
 from .inplace import inplace_
 from .rules import (applies, hooked, plain_batch_norm, plain_conv1x1,
                     plain_gelu)
@@ -174,3 +176,103 @@ def fused_step(layers: Sequence[nn.Module], i: int,
         return GeluBatchNormConv1x1.apply(x, bn.weight, bn.bias, conv.weight,
                                           conv.bias, bn), 3
     return GeluBatchNorm.apply(x, bn.weight, bn.bias, bn), 2
+
+
+# One depthwise conv of GeluBatchNormDWConvs: its channels, padding and the
+# backward it takes (depthwise.training_method).
+ConvLayout = Tuple[int, Tuple[int, int], str]
+
+
+def _dw_convs(h: Tensor, params: Sequence[Optional[Tensor]],
+              layout: Sequence[ConvLayout]) -> Tensor:
+    """``h + cat_i(conv_i(h_i))`` over the channel groups h_i of h."""
+    parts = h.split([c for c, _, _ in layout], dim=1)
+    return torch.cat([
+        F.conv2d(p, w, b, 1, pad, 1, c) for p, w, b, (c, pad, _) in zip(
+            parts, params[::2], params[1::2], layout)
+    ], dim=1).add_(h)
+
+
+class GeluBatchNormDWConvs(torch.autograd.Function):
+    """``h + cat_i(conv_i(h_i))`` with ``h = batch_norm(gelu(x))`` in
+    training and h_i its channel groups, each through a depthwise conv:
+    MS-FFN's hidden map, its multi-scale convs and their residual. Saves x
+    and the statistics; h, which each conv's weight gradient reads, is
+    recomputed in backward (as :class:`GeluBatchNormConv1x1` recomputes the
+    map its conv reads): one hidden-size map fewer per block."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor,
+                *rest) -> Tensor:
+        *params, bn, layout = rest  # params: conv weight, bias, weight, ...
+        h, mean, rstd = _bn_train(F.gelu(x), bn)
+        ctx.eps, ctx.layout = bn.eps, layout
+        ctx.save_for_backward(x, weight, bias, mean, rstd, *params)
+        return _dw_convs(h, params, layout)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple:
+        x, weight, bias, mean, rstd, *params = ctx.saved_tensors
+        if torch.is_grad_enabled():  # double backward: differentiable ops
+            return plain_backward(
+                lambda *t: _dw_convs(_plain(*t[:3], ctx.eps), t[3:],
+                                     ctx.layout), ctx,
+                (x, weight, bias, *params), grad) + (None, None)
+        g = F.gelu(x)
+        scale = (rstd * weight).view(1, -1, 1, 1)
+        shift = (bias - mean * rstd * weight).view(1, -1, 1, 1)
+        h = torch.addcmul(shift, g, scale)
+        grad = grad.contiguous()
+        needs = ctx.needs_input_grad[3:]
+        grads_h: List[Tensor] = []
+        grads_params: List[Optional[Tensor]] = []
+        start = 0
+        for i, (c, pad, method) in enumerate(ctx.layout):
+            part = slice(start, start + c)
+            start += c
+            grad_h, grad_w, grad_b = depthwise_backward(
+                method, h[:, part], params[2 * i], grad[:, part], (1, 1),
+                pad, (True, needs[2 * i], params[2 * i + 1] is not None
+                      and needs[2 * i + 1]))
+            grads_h.append(grad_h)
+            grads_params += [grad_w, grad_b]
+        del h
+        grad_h = torch.cat(grads_h, dim=1).add_(grad)
+        del grads_h
+        grad_g, grad_w, grad_b = _bn_backward(ctx, grad_h, g, weight, mean,
+                                              rstd)
+        return (torch.ops.aten.gelu_backward(grad_g, x), grad_w, grad_b,
+                *grads_params, None, None)
+
+
+def plain_dwconv(module: nn.Module) -> bool:
+    """An exact :class:`~.depthwise.DWConv2d` of stride 1, no dilation."""
+    return (type(module) is DWConv2d and module.stride == (1, 1)
+            and module.dilation == (1, 1) and module.padding_mode == 'zeros')
+
+
+def gelu_bn_dwconvs(seq: nn.Sequential, multi_scale: nn.Module,
+                    x: Tensor) -> Tensor:
+    """``multi_scale(seq(x), residual=True)`` for ``seq`` ending in a GELU
+    and a BatchNorm and ``multi_scale`` a module whose ``proj`` convs
+    (:class:`~.depthwise.DWConv2d`) read the ``splits`` channel groups of
+    its input (MS-FFN's ``fc1`` and ``dwconv``). The GELU, BatchNorm, convs
+    and residual are one :class:`GeluBatchNormDWConvs` where :func:`fusable`
+    (the layers before them run as they are), else the modules."""
+    act, bn = seq[-2], seq[-1]
+    convs = list(multi_scale.proj)
+    if hooked(seq) or hooked(multi_scale) or not all(
+            plain_dwconv(c) for c in convs):
+        return multi_scale(seq(x), residual=True)
+    y = x
+    for layer in list(seq)[:-2]:
+        y = layer(y)
+    if not fusable(act, bn, y, *convs):
+        return multi_scale(inplace_(bn, inplace_(act, y)), residual=True)
+    params: List[Optional[Tensor]] = []
+    layout: List[ConvLayout] = []
+    for c, conv in zip(multi_scale.splits, convs):
+        params += [conv.weight, conv.bias]
+        layout.append((c, conv.padding, training_method(y, conv.weight)))
+    return GeluBatchNormDWConvs.apply(y, bn.weight, bn.bias, *params, bn,
+                                      tuple(layout))

@@ -52,7 +52,8 @@ KERNELS: Dict[str, Rule] = {
     'depthwise': Rule(CPU, 'training',
                       'weight gradient of 5x5 and 7x7 depthwise convs'),
     'gelu_bn': Rule(ANY_DEVICE, 'training',
-                    'GELU -> BatchNorm (-> 1x1 conv) saving only the input'),
+                    'GELU -> BatchNorm (-> 1x1 conv | -> depthwise convs) '
+                    'saving only the input'),
     'inplace': Rule(ANY_DEVICE, 'inference',
                     'GELU, BatchNorm and residual sums in place'),
 }
