@@ -90,6 +90,7 @@ def test_random_batch_has_valid_boxes_and_masks(tool):
     (['--batch', '1'], 'cannot train on one image'),
     (['--warmup', '1'], 'the first two iterations measure the memory'),
     (['--device', 'cuda'], 'no GPU is visible'),
+    (['--rounds', '0'], '--rounds must be at least 1'),
 ])
 def test_bad_arguments_are_named(tool, monkeypatch, capsys, argv, message):
     if argv[0] == '--device' and torch.cuda.is_available():
@@ -98,6 +99,23 @@ def test_bad_arguments_are_named(tool, monkeypatch, capsys, argv, message):
     with pytest.raises(SystemExit):
         tool.parse_args()
     assert message in capsys.readouterr().err
+
+
+def test_rounds_alternate_the_columns_and_pool_their_iterations(
+        tool, monkeypatch):
+    calls = []
+
+    def column(args, env, impl, busy):
+        calls.append(impl)
+        return {'model': dict(times=[len(calls)], peak_mb=len(calls))}
+
+    monkeypatch.setattr(tool, 'run_column', column)
+    monkeypatch.setattr(sys, 'argv', ['benchmark_train.py', 'x.py',
+                                      '--rounds', '3'])
+    res = tool.run_rounds(tool.parse_args(), {}, ['authors', 'ours'], False)
+    assert calls == ['authors', 'ours'] * 3
+    assert res['authors']['model'] == dict(times=[1, 3, 5], peak_mb=1)
+    assert res['ours']['model'] == dict(times=[2, 4, 6], peak_mb=2)
 
 
 @pytest.mark.slow

@@ -3,8 +3,8 @@ configs, with our backbone and, as a second column, the authors'.
 
     python tools/analysis_tools/benchmark_train.py CONFIG
         [--authors-backbone ../shared/reference/authors_transxnet_dense.py]
-        [--shape H W] [--batch N] [--iters 5] [--warmup 2] [--eval]
-        [--contention] [--ablate] [--device cpu|cuda] [--threads 2]
+        [--shape H W] [--batch N] [--iters 5] [--warmup 2] [--rounds 1]
+        [--eval] [--contention] [--ablate] [--device cpu|cuda] [--threads 2]
 
 The model is built as ``tools/train.py`` builds it in one process: the
 config's registry and scope, ``init_weights()``, SyncBN reverted to
@@ -21,8 +21,10 @@ a label map for segmentors), the same for both columns. ``--eval`` times
 ``model.test_step`` (post-processing included) and, in a second row, the
 backbone alone on the preprocessed batch, without gradients.
 
-Each column runs in a fresh process; the table gives the median over
-``--iters`` iterations after ``--warmup`` and the peak tensor memory of the
+Each column runs in a fresh process, ``--rounds`` times with the columns
+alternating (so that a slower spell of a shared machine does not fall on
+one column only); the table gives the median over the ``--iters``
+iterations after ``--warmup`` of every round and the peak tensor memory of the
 first two iterations above what was allocated before them (CPU: from the
 profiler's memory events; GPU: ``torch.cuda.max_memory_allocated``), which
 includes gradients and the optimizer's state. ``--contention`` repeats each
@@ -75,6 +77,9 @@ def parse_args():
     parser.add_argument('--warmup', type=int, default=2,
                         help='iterations before timing (at least 2: the '
                         'first two measure the memory)')
+    parser.add_argument('--rounds', type=int, default=1,
+                        help='processes per column, run in turn with the '
+                        "other column's (the iterations of all are pooled)")
     parser.add_argument('--eval', action='store_true',
                         help='time inference (test_step) instead of training')
     parser.add_argument('--contention', action='store_true',
@@ -93,8 +98,8 @@ def parse_args():
     if args.warmup < 2:
         parser.error('--warmup must be at least 2: the first two iterations '
                      'measure the memory')
-    if args.iters < 1:
-        parser.error('--iters must be at least 1')
+    if args.iters < 1 or args.rounds < 1:
+        parser.error('--iters and --rounds must be at least 1')
     if args.batch < 2 and not args.eval:
         parser.error("--batch must be at least 2 for training: the authors' "
                      'IDConv BatchNorm cannot train on one image')
@@ -299,6 +304,21 @@ def run_column(args, env: dict, impl: str, busy: bool) -> dict:
     return json.loads(line[0][len('RESULT '):])
 
 
+def run_rounds(args, env: dict, impls, busy: bool) -> dict:
+    """Each column ``--rounds`` times, the columns in turn: the first
+    round's results with the timed iterations of all rounds."""
+    results = {}
+    for _ in range(args.rounds):
+        for impl in impls:
+            out = run_column(args, env, impl, busy)
+            if impl not in results:
+                results[impl] = out
+                continue
+            for part, res in out.items():
+                results[impl][part]['times'] += res['times']
+    return results
+
+
 def main():
     args = parse_args()
     if args.contender:
@@ -319,14 +339,15 @@ def main():
                MKL_NUM_THREADS=str(args.threads))
     results = {}
     for busy in [False, True] if args.contention else [False]:
-        results[busy] = {impl: run_column(args, env, impl, busy)
-                         for impl in impls}
+        results[busy] = run_rounds(args, env, impls, busy)
     ablation = {busy: run_column(args, env, 'ablate', busy)
                 for busy in results} if args.ablate else {}
     print(f'{args.config}: {"inference" if args.eval else "training"}, '
           f'batch {args.batch}, {machine(args.device, args.threads)}, '
           f'torch {torch.__version__}; median of {args.iters} iterations '
-          f'after {args.warmup}')
+          f'after {args.warmup}' + (f' in each of {args.rounds} processes '
+                                    'per column, in turn'
+                                    if args.rounds > 1 else ''))
     cols = [f'{i} ms' for i in impls]
     if args.contention:
         cols += [f'{i} ms busy' for i in impls]
