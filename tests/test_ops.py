@@ -157,6 +157,49 @@ def test_every_forward_hook_runs_at_inference():
     assert torch.equal(seen['in'], seen['after'])
 
 
+@pytest.mark.parametrize('momentum', [0.1, None])
+def test_layer_scale_folded_into_the_batch_norm(momentum):
+    """scale(bn(x) + r) with the scale folded into the BatchNorm: the same
+    output, gradients of all inputs and parameters, running statistics
+    and batch count as the modules; a hook on the mixer sees its output
+    without the scale, as the authors' module gives it."""
+    import copy
+
+    from transxnet_mm.models.transxnet import LayerScale
+    from transxnet_mm.ops import scaled_batch_norm
+
+    torch.manual_seed(0)
+    bn = nn.BatchNorm2d(8, momentum=momentum).train()
+    scale = LayerScale(8)
+    scale.weight.data.uniform_(0.5, 2)
+    scale.bias.data.uniform_(-1, 1)
+    results = []
+    for fold in (True, False):
+        b, s = copy.deepcopy(bn), copy.deepcopy(scale)
+        x = torch.randn(2, 8, 5, 6, generator=torch.Generator().manual_seed(1),
+                        requires_grad=True)
+        r = torch.randn(2, 8, 5, 6, generator=torch.Generator().manual_seed(2),
+                        requires_grad=True)
+        for _ in range(2):
+            out = scaled_batch_norm(s, b, x, r) if fold else s(b(x) + r)
+        out.sin().sum().backward()
+        results.append([out, x.grad, r.grad, b.weight.grad, b.bias.grad,
+                        s.weight.grad, s.bias.grad, b.running_mean,
+                        b.running_var, b.num_batches_tracked])
+    for a, b in zip(*results):
+        assert torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-6)
+
+    model = _model(train=True)
+    block = model.stages[0].blocks[0]
+    seen = {}
+    handle = block.token_mixer.register_forward_hook(
+        lambda m, args, out: seen.update(args=args, out=out))
+    model(torch.randn(2, 3, 64, 64))
+    handle.remove()
+    assert torch.allclose(seen['out'], block.token_mixer(*seen['args']),
+                          atol=1e-6)
+
+
 @pytest.mark.parametrize('kernels', [True, False])
 def test_double_backward(kernels):
     """A gradient penalty (create_graph=True) through every op, with the

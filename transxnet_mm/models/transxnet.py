@@ -24,7 +24,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..ops import (DWConv2d, LeanSequential, add_residual, biased_attention,
                    depthwise_conv2d, gelu_bn_dwconvs, gelu_bn_seq,
-                   resize_pos_bias, split_convs)
+                   resize_pos_bias, scaled_branch, split_convs)
 from .compile import CompiledStages
 from .convert import load_pretrained
 from .validation import (check_bn_batch, check_compile_cfg,
@@ -191,10 +191,15 @@ class DMixer(nn.Module):
         self.global_unit = OSRA(half, num_heads, sr_ratio, norm_cfg=norm_cfg)
         self.proj = STE(channels, norm_cfg)
 
-    def forward(self, x: Tensor, pos_bias: Tensor) -> Tensor:
+    def forward(self, x: Tensor, pos_bias: Tensor,
+                layer_scale: Optional[nn.Module] = None) -> Tensor:
+        """The mixed map; with ``layer_scale`` (the block's), that scale of
+        it, folded into the STE's last BatchNorm in training."""
         x1, x2 = x.chunk(2, dim=1)
         x = torch.cat([self.local_unit(x1), self.global_unit(x2, pos_bias)],
                       dim=1)
+        if layer_scale is not None:
+            return self.proj.scaled(x, layer_scale, residual=x)
         return add_residual(self.proj(x), x)
 
 
@@ -234,9 +239,12 @@ class MSFFN(nn.Module):
             nn.Conv2d(hidden, channels, 1, bias=False),
             build_norm_layer(norm_cfg, channels)[1])
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor,
+                layer_scale: Optional[nn.Module] = None) -> Tensor:
+        """With ``layer_scale`` (the block's), that scale of the output,
+        folded into ``fc2``'s BatchNorm in training."""
         x = gelu_bn_dwconvs(self.fc1, self.dwconv, x)
-        return gelu_bn_seq(self.act, self.norm, self.fc2, x)
+        return gelu_bn_seq(self.act, self.norm, self.fc2, x, layer_scale)
 
 
 class Block(nn.Module):
@@ -262,10 +270,11 @@ class Block(nn.Module):
 
     def _forward(self, x: Tensor, pos_bias: Tensor) -> Tensor:
         x = add_residual(self.pos_embed(x), x)
-        mixed = self.token_mixer(self.norm1(x), pos_bias)
-        x = add_residual(self.drop_path(self.layer_scale_1(mixed)), x)
-        return add_residual(
-            self.drop_path(self.layer_scale_2(self.mlp(self.norm2(x)))), x)
+        mixed = scaled_branch(self.token_mixer, self.layer_scale_1,
+                              self.norm1(x), pos_bias)
+        x = add_residual(self.drop_path(mixed), x)
+        return add_residual(self.drop_path(scaled_branch(
+            self.mlp, self.layer_scale_2, self.norm2(x))), x)
 
     def forward(self, x: Tensor, pos_bias: Tensor) -> Tensor:
         if self.with_cp and x.requires_grad:

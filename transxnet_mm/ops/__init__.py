@@ -10,9 +10,10 @@ from .bias_resize import BicubicResize, bicubic, resize_bias, resize_pos_bias
 from .depthwise import (DepthwiseConv2dChannelsLast, DepthwiseConv2dCPU,
                         DWConv2d, depthwise_conv2d)
 from .gelu_bn import (GeluBatchNorm, GeluBatchNormConv1x1,
-                      GeluBatchNormDWConvs, gelu_bn_dwconvs, gelu_bn_seq)
+                      GeluBatchNormDWConvs, gelu_bn_dwconvs)
 from .inplace import add_residual, inplace_, split_convs
-from .layers import LeanSequential
+from .layer_scale import scaled_batch_norm, scaled_branch
+from .layers import LeanSequential, gelu_bn_seq
 from .rules import KERNELS, applies, kernels_enabled, use_kernels
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     'GeluBatchNormConv1x1', 'GeluBatchNormDWConvs', 'gelu_bn_dwconvs',
     'gelu_bn_seq', 'DWConv2d',
     'LeanSequential', 'add_residual', 'inplace_', 'split_convs',
+    'scaled_batch_norm', 'scaled_branch',
     'KERNELS', 'applies',
     'kernels_enabled', 'use_kernels'
 ]

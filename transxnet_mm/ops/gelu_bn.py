@@ -27,7 +27,7 @@ from .depthwise import DWConv2d, depthwise_backward, training_method
 from .inplace import inplace_
 from .rules import (applies, hooked, plain_batch_norm, plain_conv1x1,
                     plain_gelu)
-from .utils import plain_backward
+from .utils import bn_momentum, plain_backward
 
 
 def fusable(act: nn.Module, bn: nn.Module, x: Tensor,
@@ -58,12 +58,9 @@ def per_sample_mm(w: Tensor, x3: Tensor,
 def _bn_train(g: Tensor, bn: nn.BatchNorm2d) -> Tuple[Tensor, Tensor, Tensor]:
     """``bn(g)`` in training mode: output, batch mean and inverse std; the
     running statistics updated as ``nn.BatchNorm2d.forward`` does."""
-    bn.num_batches_tracked.add_(1)
-    momentum = (1 / float(bn.num_batches_tracked) if bn.momentum is None
-                else bn.momentum)
     return torch.ops.aten.native_batch_norm(
         g, bn.weight, bn.bias, bn.running_mean, bn.running_var, True,
-        momentum, bn.eps)
+        bn_momentum(bn), bn.eps)
 
 
 def _plain(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
@@ -146,21 +143,6 @@ class GeluBatchNormConv1x1(torch.autograd.Function):
                                               rstd)
         return (torch.ops.aten.gelu_backward(grad_g, x), grad_w, grad_b,
                 grad_cw, grad_cb, None)
-
-
-def gelu_bn_seq(act: nn.Module, bn: nn.Module, seq: nn.Sequential,
-                x: Tensor) -> Tensor:
-    """``seq(bn(act(x)))`` for a Sequential ``seq`` that starts with a 1x1
-    conv: its conv through :class:`GeluBatchNormConv1x1` where
-    :func:`fusable`, then its other layers; else the modules (in place at
-    inference)."""
-    if not hooked(seq) and plain_conv1x1(seq[0]):
-        out, used = fused_step([act, bn, seq[0]], 0, x)
-        if used == 3:
-            for layer in seq[1:]:
-                out = layer(out)
-            return out
-    return seq(inplace_(bn, inplace_(act, x)))
 
 
 def fused_step(layers: Sequence[nn.Module], i: int,

@@ -1,25 +1,72 @@
 """A Sequential that runs through the ops: same parameters and state-dict
 keys as ``nn.Sequential``."""
+from typing import List, Optional
+
 from torch import Tensor, nn
 
 from .gelu_bn import fused_step
-from .inplace import inplace_
+from .inplace import add_residual, inplace_
+from .layer_scale import foldable, scaled_batch_norm
+from .rules import hooked, plain_conv1x1
+
+
+def run_layers(layers: List[nn.Module], x: Tensor, start: int = 0) -> Tensor:
+    """The layers in turn, from ``start``: at inference those after the
+    first in place (:func:`inplace_`); in training a GELU then BatchNorm
+    (then a 1x1 conv) as one Function that saves only the GELU's input
+    (:func:`fused_step`)."""
+    i = start
+    while i < len(layers):
+        out, used = fused_step(layers, i, x)
+        if used:
+            x, i = out, i + used
+            continue
+        x = inplace_(layers[i], x) if i else layers[i](x)
+        i += 1
+    return x
+
+
+def run_scaled(layers: List[nn.Module], x: Tensor, scale: nn.Module,
+               residual: Optional[Tensor] = None, start: int = 0) -> Tensor:
+    """``scale(run_layers(layers, x, start) + residual)``, the scale folded
+    into the last layer where it is a foldable BatchNorm
+    (:func:`~.layer_scale.scaled_batch_norm`)."""
+    if foldable(scale, layers[-1], x):
+        return scaled_batch_norm(scale, layers[-1],
+                                 run_layers(layers[:-1], x, start), residual)
+    x = run_layers(layers, x, start)
+    return scale(x if residual is None else add_residual(x, residual))
 
 
 class LeanSequential(nn.Sequential):
-    """``nn.Sequential`` that keeps less memory: at inference its layers
-    after the first run in place (:func:`inplace_`); in training a GELU then
-    BatchNorm (then a 1x1 conv) runs as one Function that saves only the
-    GELU's input (:func:`fused_step`)."""
+    """``nn.Sequential`` that keeps less memory (:func:`run_layers`)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        layers = list(self)
-        i = 0
-        while i < len(layers):
-            out, used = fused_step(layers, i, x)
-            if used:
-                x, i = out, i + used
-                continue
-            x = inplace_(layers[i], x) if i else layers[i](x)
-            i += 1
-        return x
+        return run_layers(list(self), x)
+
+    def scaled(self, x: Tensor, scale: nn.Module,
+               residual: Optional[Tensor] = None) -> Tensor:
+        """``scale(self(x) + residual)`` (``residual`` optional), the scale
+        folded into a last BatchNorm where :func:`run_scaled` can."""
+        if hooked(self):
+            x = self(x) if residual is None else add_residual(self(x),
+                                                              residual)
+            return scale(x)
+        return run_scaled(list(self), x, scale, residual)
+
+
+def gelu_bn_seq(act: nn.Module, bn: nn.Module, seq: nn.Sequential,
+                x: Tensor, scale: Optional[nn.Module] = None) -> Tensor:
+    """``seq(bn(act(x)))``, then ``scale`` if given, for a Sequential
+    ``seq`` that starts with a 1x1 conv: its conv through
+    :class:`~.gelu_bn.GeluBatchNormConv1x1` where fusable, then its other
+    layers (:func:`run_scaled`: the scale folded into a last BatchNorm);
+    else the modules (in place at inference)."""
+    if not hooked(seq) and plain_conv1x1(seq[0]):
+        out, used = fused_step([act, bn, seq[0]], 0, x)
+        if used == 3:
+            layers = list(seq)
+            return run_layers(layers, out, 1) if scale is None else \
+                run_scaled(layers, out, scale, start=1)
+    out = seq(inplace_(bn, inplace_(act, x)))
+    return out if scale is None else scale(out)

@@ -54,6 +54,8 @@ KERNELS: Dict[str, Rule] = {
     'gelu_bn': Rule(ANY_DEVICE, 'training',
                     'GELU -> BatchNorm (-> 1x1 conv | -> depthwise convs) '
                     'saving only the input'),
+    'layer_scale': Rule(ANY_DEVICE, 'training',
+                        'layer scale folded into the BatchNorm before it'),
     'inplace': Rule(ANY_DEVICE, 'inference',
                     'GELU, BatchNorm and residual sums in place'),
 }

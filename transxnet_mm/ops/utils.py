@@ -2,7 +2,7 @@
 from typing import Callable, Optional, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def needs_grad(*tensors: Optional[Tensor]) -> bool:
@@ -28,3 +28,11 @@ def plain_backward(op: Callable[..., Tensor], ctx,
     result = [next(grads) if need and t is not None else None
               for t, need in zip(inputs, ctx.needs_input_grad)]
     return tuple(result) + (None, ) * len(args)
+
+
+def bn_momentum(bn: nn.BatchNorm2d) -> float:
+    """Counts one more training batch of ``bn`` and returns the momentum of
+    its running statistics for it, as ``nn.BatchNorm2d.forward`` does."""
+    bn.num_batches_tracked.add_(1)
+    return (1 / float(bn.num_batches_tracked) if bn.momentum is None
+            else bn.momentum)
