@@ -96,3 +96,25 @@ def test_table11_prints_images_per_second_next_to_the_paper():
         assert float(values[f'{impl} img/s']) > 0
         assert float(values[f'{impl} total MB']) > \
             float(values[f'{impl} peak MB'])
+
+
+@needs_authors_file
+def test_saved_activations_tool(monkeypatch, capsys):
+    """tools/analysis_tools/saved_activations.py: ours by module, the
+    authors' total beside it; --ddp (SyncBatchNorm kept, the BatchNorm
+    kernels stepping aside) keeps more."""
+    tool = load_tool('analysis_tools', 'saved_activations.py')
+    totals = []
+    for extra in (['--authors-model', AUTHORS_FILE], ['--ddp']):
+        monkeypatch.setattr(sys, 'argv', ['saved_activations.py', '--shape',
+                                          '64', '64', *extra])
+        tool.main()
+        out = capsys.readouterr().out
+        totals.append(float(out.split(' MiB saved')[0].split()[-1]))
+        assert '| stages.blocks.mlp' in out  # MS-FFN or its parts
+        assert ("the authors' file" in out) == (extra[0] != '--ddp')
+    assert totals[1] > totals[0]
+    monkeypatch.setattr(sys, 'argv', ['saved_activations.py', '--ddp',
+                                      '--norm', 'BN'])
+    with pytest.raises(SystemExit, match='--norm SyncBN'):
+        tool.main()

@@ -200,6 +200,30 @@ def test_layer_scale_folded_into_the_batch_norm(momentum):
                           atol=1e-6)
 
 
+def test_training_kernels_keep_fewer_maps_for_backward():
+    """What autograd saves, by module (analysis.saved_activations, the tool
+    saved_activations.py): with the kernels on, neither MS-FFN's depthwise
+    convs (their input is recomputed) nor the layer scales (folded into the
+    BatchNorms) keep a map, and the total is smaller; each alone off, its
+    modules keep theirs again. The model's forwards are left as they were."""
+    from transxnet_mm.analysis import saved_activations
+
+    model = _model(train=True)
+    x = torch.randn(2, 3, 64, 64)
+    saved = {}
+    for off in ((), ('gelu_bn', ), ('layer_scale', )):
+        with use_kernels(False, *off) if off else use_kernels(True):
+            saved[off] = saved_activations(model, x)
+    dwconvs = 'stages.blocks.mlp.dwconv.proj'
+    scales = ('stages.blocks.layer_scale_1', 'stages.blocks.layer_scale_2')
+    assert dwconvs not in saved[()] and dwconvs in saved['gelu_bn', ]
+    assert not set(scales) & set(saved[()])
+    assert set(scales) <= set(saved['layer_scale', ])
+    totals = {k: sum(v.values()) for k, v in saved.items()}
+    assert totals[()] < min(totals['gelu_bn', ], totals['layer_scale', ])
+    assert not any('forward' in vars(m) for m in model.modules())
+
+
 @pytest.mark.parametrize('kernels', [True, False])
 def test_double_backward(kernels):
     """A gradient penalty (create_graph=True) through every op, with the

@@ -153,6 +153,54 @@ def measure_step(step: Callable[[], object], iters: int, warmup: int,
                 total_mb=total / 2**20)
 
 
+def saved_activations(model: torch.nn.Module,
+                      x: torch.Tensor) -> Dict[str, int]:
+    """Bytes that autograd keeps for backward after one training forward of
+    ``model`` on ``x``, by the module that saved them: its name with the
+    stage and block indices dropped (``stages.blocks.mlp.fc1``), each
+    storage counted once (for the first module that saves it), parameters
+    left out. Modules are followed by wrapping their ``forward`` for the
+    call, not with hooks, which would make the kernels step aside."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    stack: List[str] = ['']
+    seen: Dict[int, Tuple[int, str]] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr not in params and ptr not in seen:
+            seen[ptr] = (storage.nbytes(), stack[-1])
+        return t
+
+    def tracked(name: str, forward: Callable) -> Callable:
+        key = '.'.join(p for p in name.split('.') if not p.isdigit())
+
+        def call(*args, **kwargs):
+            stack.append(key)
+            try:
+                return forward(*args, **kwargs)
+            finally:
+                stack.pop()
+        return call
+
+    wrapped = [m for _, m in model.named_modules()
+               if 'forward' not in vars(m)]  # not wrapped already
+    for name, m in model.named_modules():
+        if 'forward' not in vars(m):
+            m.forward = tracked(name, m.forward)
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = model(x)
+    finally:
+        for m in wrapped:
+            del m.forward
+    del out
+    by_module: Dict[str, int] = {}
+    for nbytes, key in seen.values():
+        by_module[key] = by_module.get(key, 0) + nbytes
+    return dict(sorted(by_module.items(), key=lambda kv: -kv[1]))
+
+
 def authors_model(path: str, arch: str, state_dict: Dict[str, torch.Tensor],
                   drop_path_rate: float = 0.) -> torch.nn.Module:
     """The authors' dense TransXNet (``fork_feat=True``) from their model
