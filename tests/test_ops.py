@@ -70,12 +70,16 @@ def test_kernels_switch_by_name():
 
 def test_one_type_test_for_the_norms():
     """The norms a kernel may stand in for: BN and SyncBN reverted in one
-    process; nn.SyncBatchNorm only in eval mode (in training its statistics
-    go through the process group); never a subclass or a norm without
+    process; nn.SyncBatchNorm as BatchNorm2d only in eval mode (in training
+    its statistics go through the process group), and in training for the
+    training kernels (ops/sync_bn.py); never a subclass or a norm without
     running statistics."""
+    from mmcv.cnn import build_norm_layer
     from mmengine.model.utils import _BatchNormXd
 
-    from transxnet_mm.ops.rules import plain_batch_norm
+    from transxnet_mm.ops.rules import plain_batch_norm, training_batch_norm
+    config_sync_bn = build_norm_layer(dict(type='SyncBN'), 4)[1]
+    assert type(config_sync_bn) is not nn.SyncBatchNorm  # MMEngine's
 
     class MyBN(nn.BatchNorm2d):
         pass
@@ -84,9 +88,17 @@ def test_one_type_test_for_the_norms():
     assert plain_batch_norm(_BatchNormXd(4))
     assert not plain_batch_norm(nn.SyncBatchNorm(4).train())
     assert plain_batch_norm(nn.SyncBatchNorm(4).eval())
+    assert plain_batch_norm(config_sync_bn.eval())
+    assert not plain_batch_norm(config_sync_bn.train())
     assert not plain_batch_norm(MyBN(4))
     assert not plain_batch_norm(nn.BatchNorm2d(4, track_running_stats=False))
     assert not plain_batch_norm(nn.BatchNorm2d(4, affine=False))
+    for bn in (nn.BatchNorm2d(4), _BatchNormXd(4), nn.SyncBatchNorm(4),
+               config_sync_bn):
+        assert training_batch_norm(bn.train())
+        assert not training_batch_norm(bn.eval())
+    assert not training_batch_norm(MyBN(4))
+    assert not training_batch_norm(nn.SyncBatchNorm(4, affine=False))
 
 
 def test_rules_decide_where_each_kernel_runs():
@@ -388,7 +400,7 @@ def test_fused_gelu_bn_serves_the_paper_configs_norms(name, monkeypatch):
     """The paper configs set SyncBN, which MMEngine's runner reverts to
     _BatchNormXd in one process: the memory-saving GELU+BatchNorm Functions
     run for it, with the outputs, gradients and running statistics of the
-    plain modules. nn.SyncBatchNorm (DDP) runs as it is."""
+    plain modules. (nn.SyncBatchNorm under DDP: tests/test_sync_bn.py.)"""
     import copy
 
     from conftest import config_file
@@ -407,8 +419,6 @@ def test_fused_gelu_bn_serves_the_paper_configs_norms(name, monkeypatch):
                              depths=[1, 1, 2, 1])
     built = MODELS.build(backbone_cfg)
     assert any(isinstance(m, nn.SyncBatchNorm) for m in built.modules())
-    assert not gelu_bn.fusable(nn.GELU(), nn.SyncBatchNorm(8),
-                               torch.ones(2, 8, 4, 4, requires_grad=True))
     torch.manual_seed(0)
     model = revert_sync_batchnorm(built).train()
     for n, p in model.named_parameters():  # so that every block counts

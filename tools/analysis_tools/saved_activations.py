@@ -2,15 +2,15 @@
 backbone, by module: where a training step's activation memory goes.
 
     python tools/analysis_tools/saved_activations.py [--arch t] \
-        [--shape 384 384] [--batch 2] [--norm SyncBN] [--ddp] \
+        [--shape 384 384] [--batch 2] [--norm SyncBN] [--off KERNEL ...] \
         [--authors-model ../shared/reference/authors_transxnet_dense.py]
 
 Our backbone with the config norms (``SyncBN`` reverted as in a one-process
-run, or ``BN``; ``--ddp`` keeps ``nn.SyncBatchNorm`` as DDP does, for which
-the BatchNorm kernels step aside: outside a process group it normalises
-with local statistics, so the count is DDP's), random weights, one forward
-in training mode; each saved
-storage counted once (:func:`transxnet_mm.analysis.saved_activations`).
+run, or ``BN``; under DDP the training kernels take ``nn.SyncBatchNorm``
+alike, and keep the same maps), random weights, one forward in training
+mode; each saved storage counted once
+(:func:`transxnet_mm.analysis.saved_activations`). ``--off`` turns kernels
+of :mod:`transxnet_mm.ops` off, to see what each one saves.
 With ``--authors-model`` the authors' file, holding the same weights, is
 counted too (its total only: its modules have other names).
 """
@@ -21,6 +21,7 @@ from mmengine.model import revert_sync_batchnorm
 
 from transxnet_mm import TransXNet
 from transxnet_mm.analysis import authors_model, saved_activations
+from transxnet_mm.ops import KERNELS, use_kernels
 
 
 def parse_args():
@@ -30,8 +31,9 @@ def parse_args():
                         metavar=('H', 'W'))
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--norm', default='SyncBN', choices=['BN', 'SyncBN'])
-    parser.add_argument('--ddp', action='store_true',
-                        help='keep SyncBN as nn.SyncBatchNorm (as under DDP)')
+    parser.add_argument('--off', nargs='+', default=[], choices=KERNELS,
+                        metavar='KERNEL', help='kernels to turn off: '
+                        + ', '.join(KERNELS))
     parser.add_argument('--authors-model', metavar='PATH')
     parser.add_argument('--top', type=int, default=15,
                         help='modules to list (the rest are summed)')
@@ -40,21 +42,18 @@ def parse_args():
 
 def main():
     args = parse_args()
-    if args.ddp and args.norm != 'SyncBN':
-        raise SystemExit('--ddp keeps SyncBN as DDP runs it: give '
-                         '--norm SyncBN (the default)')
     torch.manual_seed(0)
-    model = TransXNet(args.arch,
-                      norm_cfg=dict(type=args.norm, requires_grad=True))
-    if not args.ddp:
-        model = revert_sync_batchnorm(model)
+    model = revert_sync_batchnorm(
+        TransXNet(args.arch, norm_cfg=dict(type=args.norm,
+                                           requires_grad=True)))
     x = torch.randn(args.batch, 3, *args.shape)
-    ours = saved_activations(model.train(), x)
+    with use_kernels(False, *args.off) if args.off else use_kernels(True):
+        ours = saved_activations(model.train(), x)
     total = sum(ours.values())
+    off = f', kernels off: {" ".join(args.off)}' if args.off else ''
     print(f'TransXNet-{args.arch.upper()}, training forward at '
           f'{args.batch}x{args.shape[0]}x{args.shape[1]}, norms '
-          f'{args.norm}{" (as under DDP)" if args.ddp else ""}: '
-          f'{total / 2**20:.1f} MiB saved for backward')
+          f'{args.norm}{off}: {total / 2**20:.1f} MiB saved for backward')
     print('| module | MiB | share |\n|---|---|---|')
     rows = list(ours.items())
     rest = sum(v for _, v in rows[args.top:])

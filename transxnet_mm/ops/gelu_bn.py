@@ -11,11 +11,10 @@ channels) that is most of a training step's activation memory. Forward
 results are PyTorch's own ops (the same bits); running statistics are
 updated once, as ``nn.BatchNorm2d`` does.
 
-The norms taken are those whose training forward is exactly
-``nn.BatchNorm2d``'s (:func:`~.rules.plain_batch_norm`): ``BN`` in a config,
-and ``SyncBN`` as MMEngine's runner reverts it in a one-process run
-(``_BatchNormXd``). ``nn.SyncBatchNorm`` under DDP computes its statistics
-over the process group, and runs as it is (without the memory saving).
+The norms taken (:func:`~.rules.training_batch_norm`): ``BN`` in a config,
+``SyncBN`` as MMEngine's runner reverts it in a one-process run
+(``_BatchNormXd``), and ``nn.SyncBatchNorm`` under DDP, whose statistics
+and input gradient then go through its process group (:mod:`.sync_bn`).
 """
 from typing import List, Optional, Sequence, Tuple
 
@@ -25,18 +24,19 @@ from torch import Tensor, nn
 
 from .depthwise import DWConv2d, depthwise_backward, training_method
 from .inplace import inplace_
-from .rules import (applies, hooked, plain_batch_norm, plain_conv1x1,
-                    plain_gelu)
+from .rules import (applies, hooked, plain_conv1x1, plain_gelu,
+                    training_batch_norm)
+from .sync_bn import (group_batch_norm_backward, group_batch_stats,
+                      no_double_backward, normalize, sync_group)
 from .utils import bn_momentum, plain_backward
 
 
 def fusable(act: nn.Module, bn: nn.Module, x: Tensor,
             *others: nn.Module) -> bool:
     """Whether ``bn(act(x))`` (then ``others``) may run as one of these
-    Functions: an exact GELU and a plain BatchNorm in training mode
-    (:mod:`.rules`; ``nn.SyncBatchNorm`` under DDP takes the modules as they
-    are) where the ``'gelu_bn'`` kernel applies."""
-    return (plain_gelu(act) and plain_batch_norm(bn) and bn.training
+    Functions: an exact GELU and a training BatchNorm (:mod:`.rules`) where
+    the ``'gelu_bn'`` kernel applies."""
+    return (plain_gelu(act) and training_batch_norm(bn)
             and applies('gelu_bn', x, x, bn.weight,
                         bypassed=(act, bn) + others))
 
@@ -55,12 +55,19 @@ def per_sample_mm(w: Tensor, x3: Tensor,
     return out
 
 
-def _bn_train(g: Tensor, bn: nn.BatchNorm2d) -> Tuple[Tensor, Tensor, Tensor]:
+def _bn_train(ctx, g: Tensor,
+              bn: nn.BatchNorm2d) -> Tuple[Tensor, Tensor, Tensor]:
     """``bn(g)`` in training mode: output, batch mean and inverse std; the
-    running statistics updated as ``nn.BatchNorm2d.forward`` does."""
-    return torch.ops.aten.native_batch_norm(
-        g, bn.weight, bn.bias, bn.running_mean, bn.running_var, True,
-        bn_momentum(bn), bn.eps)
+    running statistics updated as ``bn``'s forward does. For backward,
+    ``ctx`` keeps the process group of an ``nn.SyncBatchNorm`` under DDP
+    (None for a local batch) and the group batch's size."""
+    ctx.eps, ctx.group = bn.eps, sync_group(bn)
+    if ctx.group is None:
+        return torch.ops.aten.native_batch_norm(
+            g, bn.weight, bn.bias, bn.running_mean, bn.running_var, True,
+            bn_momentum(bn), bn.eps)
+    mean, rstd, ctx.total = group_batch_stats(g, bn, ctx.group)
+    return normalize(g, bn.weight, bn.bias, mean, rstd), mean, rstd
 
 
 def _plain(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
@@ -71,6 +78,9 @@ def _plain(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
 
 def _bn_backward(ctx, grad: Tensor, g: Tensor, weight: Tensor, mean: Tensor,
                  rstd: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    if ctx.group is not None:
+        return group_batch_norm_backward(grad, g, weight, mean, rstd,
+                                         ctx.total, ctx.group)
     return torch.ops.aten.native_batch_norm_backward(
         grad, g, weight, None, None, mean, rstd, True, ctx.eps,
         [True, ctx.needs_input_grad[1], ctx.needs_input_grad[2]])
@@ -82,8 +92,7 @@ class GeluBatchNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor,
                 bn: nn.BatchNorm2d) -> Tensor:
-        out, mean, rstd = _bn_train(F.gelu(x), bn)
-        ctx.eps = bn.eps
+        out, mean, rstd = _bn_train(ctx, F.gelu(x), bn)
         ctx.save_for_backward(x, weight, bias, mean, rstd)
         return out
 
@@ -91,6 +100,8 @@ class GeluBatchNorm(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> tuple:
         x, weight, bias, mean, rstd = ctx.saved_tensors
         if torch.is_grad_enabled():  # double backward: differentiable ops
+            if ctx.group is not None:
+                no_double_backward()
             return plain_backward(_plain, ctx, (x, weight, bias), grad,
                                   ctx.eps)
         grad_g, grad_w, grad_b = _bn_backward(ctx, grad.contiguous(),
@@ -107,8 +118,7 @@ class GeluBatchNormConv1x1(torch.autograd.Function):
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor,
                 conv_weight: Tensor, conv_bias: Optional[Tensor],
                 bn: nn.BatchNorm2d) -> Tensor:
-        y, mean, rstd = _bn_train(F.gelu(x), bn)
-        ctx.eps = bn.eps
+        y, mean, rstd = _bn_train(ctx, F.gelu(x), bn)
         ctx.has_conv_bias = conv_bias is not None
         ctx.save_for_backward(x, weight, bias, conv_weight, conv_bias, mean,
                               rstd)
@@ -119,6 +129,8 @@ class GeluBatchNormConv1x1(torch.autograd.Function):
         x, weight, bias, conv_weight, conv_bias, mean, rstd = \
             ctx.saved_tensors
         if torch.is_grad_enabled():  # double backward: differentiable ops
+            if ctx.group is not None:
+                no_double_backward()
             return plain_backward(
                 lambda *t: F.conv2d(_plain(*t[:3], t[-1]), t[3], t[4]), ctx,
                 (x, weight, bias, conv_weight, conv_bias), grad, ctx.eps)
@@ -187,8 +199,8 @@ class GeluBatchNormDWConvs(torch.autograd.Function):
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor,
                 *rest) -> Tensor:
         *params, bn, layout = rest  # params: conv weight, bias, weight, ...
-        h, mean, rstd = _bn_train(F.gelu(x), bn)
-        ctx.eps, ctx.layout = bn.eps, layout
+        h, mean, rstd = _bn_train(ctx, F.gelu(x), bn)
+        ctx.layout = layout
         ctx.save_for_backward(x, weight, bias, mean, rstd, *params)
         return _dw_convs(h, params, layout)
 
@@ -196,6 +208,8 @@ class GeluBatchNormDWConvs(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> tuple:
         x, weight, bias, mean, rstd, *params = ctx.saved_tensors
         if torch.is_grad_enabled():  # double backward: differentiable ops
+            if ctx.group is not None:
+                no_double_backward()
             return plain_backward(
                 lambda *t: _dw_convs(_plain(*t[:3], ctx.eps), t[3:],
                                      ctx.layout), ctx,

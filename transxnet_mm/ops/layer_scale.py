@@ -16,15 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .rules import applies, hooked, plain_batch_norm
+from .rules import applies, hooked, training_batch_norm
+from .sync_bn import GroupBatchNorm, sync_group
 from .utils import bn_momentum
 
 
 def foldable(scale: nn.Module, bn: nn.Module, x: Tensor) -> bool:
-    """Whether ``scale(bn(x) ...)`` may run folded: a plain BatchNorm in
-    training mode (:mod:`.rules`) where the ``'layer_scale'`` kernel
-    applies."""
-    return (plain_batch_norm(bn) and bn.training
+    """Whether ``scale(bn(x) ...)`` may run folded: a training BatchNorm
+    (:mod:`.rules`) where the ``'layer_scale'`` kernel applies."""
+    return (training_batch_norm(bn)
             and applies('layer_scale', x, x, bn.weight, scale.weight,
                         bypassed=(scale, bn)))
 
@@ -35,9 +35,13 @@ def scaled_batch_norm(scale: nn.Module, bn: nn.BatchNorm2d, x: Tensor,
     folded into the BatchNorm (see the module docstring); ``scale`` has a
     ``weight`` of C elements and a ``bias`` (C, )."""
     w = scale.weight.reshape(-1)
-    out = F.batch_norm(x, bn.running_mean, bn.running_var, w * bn.weight,
-                       torch.addcmul(scale.bias, w, bn.bias), True,
-                       bn_momentum(bn), bn.eps)
+    weight, bias = w * bn.weight, torch.addcmul(scale.bias, w, bn.bias)
+    group = sync_group(bn)  # nn.SyncBatchNorm under DDP: the group's batch
+    if group is not None:
+        out = GroupBatchNorm.apply(x, weight, bias, bn, group)
+    else:
+        out = F.batch_norm(x, bn.running_mean, bn.running_var, weight, bias,
+                           True, bn_momentum(bn), bn.eps)
     if residual is None:
         return out
     return torch.addcmul(out, residual, w.view(1, -1, 1, 1))

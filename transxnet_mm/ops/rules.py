@@ -18,15 +18,18 @@ float32 rounding). A kernel applies when all of these hold:
   inference as in training.
 
 Which modules a kernel may stand in for is an exact type test
-(:func:`plain_gelu`, :func:`plain_batch_norm`, :func:`plain_conv1x1`): a
-subclass may change the forward. Each op adds only its own shape conditions
-(e.g. the depthwise kernel: 5x5 and larger, stride 1).
+(:func:`plain_gelu`, :func:`plain_batch_norm`, :func:`training_batch_norm`,
+:func:`plain_conv1x1`): a subclass may change the forward. Each op adds only
+its own shape conditions (e.g. the depthwise kernel: 5x5 and larger,
+stride 1).
 """
 from contextlib import contextmanager
 from typing import Dict, FrozenSet, Iterator, NamedTuple, Optional, Sequence
 
 import torch
 from mmengine.model.utils import _BatchNormXd
+from mmengine.utils.dl_utils.parrots_wrapper import \
+    SyncBatchNorm as _MMSyncBatchNorm
 from torch import Tensor, nn
 from torch.nn.modules import module as _module
 
@@ -139,18 +142,33 @@ def plain_gelu(module: nn.Module) -> bool:
 
 
 # Norms whose forward is nn.BatchNorm2d's: BN, and SyncBN as MMEngine reverts
-# it in one process. nn.SyncBatchNorm (DDP) has BatchNorm2d's forward only
-# in eval mode; in training its statistics go through the process group.
+# it in one process. A SyncBatchNorm (DDP) has BatchNorm2d's forward only in
+# eval mode; in training its statistics go through the process group.
 _BATCH_NORMS = (nn.BatchNorm2d, _BatchNormXd)
+# nn.SyncBatchNorm, and MMEngine's subclass that a config's SyncBN builds
+# (only its input-dimension check differs).
+SYNC_BATCH_NORMS = (nn.SyncBatchNorm, _MMSyncBatchNorm)
+
+
+def _affine_tracked(module: nn.Module) -> bool:
+    return (module.track_running_stats and module.affine
+            and module.running_var is not None)
 
 
 def plain_batch_norm(module: nn.Module) -> bool:
     """A norm whose forward in its current mode is ``nn.BatchNorm2d``'s, with
     running statistics and an affine transform."""
     exact = type(module) in _BATCH_NORMS or (
-        type(module) is nn.SyncBatchNorm and not module.training)
-    return (exact and module.track_running_stats and module.affine
-            and module.running_var is not None)
+        type(module) in SYNC_BATCH_NORMS and not module.training)
+    return exact and _affine_tracked(module)
+
+
+def training_batch_norm(module: nn.Module) -> bool:
+    """A BatchNorm in training mode that the training kernels compute: a
+    plain one, or a SyncBatchNorm, whose statistics then come from its
+    process group as its own forward takes them (:mod:`.sync_bn`)."""
+    return module.training and _affine_tracked(module) and (
+        type(module) in _BATCH_NORMS + SYNC_BATCH_NORMS)
 
 
 def plain_conv1x1(module: nn.Module) -> bool:
