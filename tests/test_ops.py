@@ -98,6 +98,8 @@ def test_one_type_test_for_the_norms():
         assert training_batch_norm(bn.train())
         assert not training_batch_norm(bn.eval())
     assert not training_batch_norm(MyBN(4))
+    assert training_batch_norm(nn.BatchNorm2d(4), torch.float16)
+    assert not training_batch_norm(config_sync_bn.train(), torch.float16)
     assert not training_batch_norm(nn.SyncBatchNorm(4, affine=False))
 
 

@@ -36,7 +36,7 @@ def fusable(act: nn.Module, bn: nn.Module, x: Tensor,
     """Whether ``bn(act(x))`` (then ``others``) may run as one of these
     Functions: an exact GELU and a training BatchNorm (:mod:`.rules`) where
     the ``'gelu_bn'`` kernel applies."""
-    return (plain_gelu(act) and training_batch_norm(bn)
+    return (plain_gelu(act) and training_batch_norm(bn, x.dtype)
             and applies('gelu_bn', x, x, bn.weight,
                         bypassed=(act, bn) + others))
 

@@ -24,7 +24,7 @@ from .utils import bn_momentum
 def foldable(scale: nn.Module, bn: nn.Module, x: Tensor) -> bool:
     """Whether ``scale(bn(x) ...)`` may run folded: a training BatchNorm
     (:mod:`.rules`) where the ``'layer_scale'`` kernel applies."""
-    return (training_batch_norm(bn)
+    return (training_batch_norm(bn, x.dtype)
             and applies('layer_scale', x, x, bn.weight, scale.weight,
                         bypassed=(scale, bn)))
 

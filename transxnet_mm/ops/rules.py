@@ -163,12 +163,17 @@ def plain_batch_norm(module: nn.Module) -> bool:
     return exact and _affine_tracked(module)
 
 
-def training_batch_norm(module: nn.Module) -> bool:
-    """A BatchNorm in training mode that the training kernels compute: a
-    plain one, or a SyncBatchNorm, whose statistics then come from its
-    process group as its own forward takes them (:mod:`.sync_bn`)."""
+def training_batch_norm(module: nn.Module,
+                        dtype: torch.dtype = torch.float32) -> bool:
+    """A BatchNorm in training mode that the training kernels compute on
+    input of ``dtype``: a plain one, or a SyncBatchNorm, whose statistics
+    then come from its process group as its own forward takes them
+    (:mod:`.sync_bn`), in float32 or float64 (PyTorch's accumulates half
+    precision in float32; such input is left to it)."""
     return module.training and _affine_tracked(module) and (
-        type(module) in _BATCH_NORMS + SYNC_BATCH_NORMS)
+        type(module) in _BATCH_NORMS or (
+            type(module) in SYNC_BATCH_NORMS
+            and dtype in (torch.float32, torch.float64)))
 
 
 def plain_conv1x1(module: nn.Module) -> bool:

@@ -114,6 +114,6 @@ class GroupBatchNorm(torch.autograd.Function):
         if torch.is_grad_enabled():
             no_double_backward()
         x, weight, mean, rstd, total = ctx.saved_tensors
-        return group_batch_norm_backward(grad.contiguous(), x, weight, mean,
-                                         rstd, total, ctx.group) + (None,
-                                                                    None)
+        grads = group_batch_norm_backward(grad.contiguous(), x, weight, mean,
+                                          rstd, total, ctx.group)
+        return grads + (None, None)
