@@ -140,9 +140,7 @@ class GeluBatchNormConv1x1(torch.autograd.Function):
         grad3 = grad.reshape(B, w2.shape[0], -1)
         grad_cw = grad_cb = None
         if ctx.needs_input_grad[3]:
-            scale = (rstd * weight).view(1, C, 1, 1)
-            shift = (bias - mean * rstd * weight).view(1, C, 1, 1)
-            y = torch.addcmul(shift, g, scale).reshape(B, C, -1)
+            y = normalize(g, weight, bias, mean, rstd).reshape(B, C, -1)
             grad_cw = grad3[0] @ y[0].T  # per sample: no layout copies
             for i in range(1, B):
                 grad_cw.addmm_(grad3[i], y[i].T)
@@ -215,9 +213,7 @@ class GeluBatchNormDWConvs(torch.autograd.Function):
                                      ctx.layout), ctx,
                 (x, weight, bias, *params), grad) + (None, None)
         g = F.gelu(x)
-        scale = (rstd * weight).view(1, -1, 1, 1)
-        shift = (bias - mean * rstd * weight).view(1, -1, 1, 1)
-        h = torch.addcmul(shift, g, scale)
+        h = normalize(g, weight, bias, mean, rstd)
         grad = grad.contiguous()
         needs = ctx.needs_input_grad[3:]
         grads_h: List[Tensor] = []

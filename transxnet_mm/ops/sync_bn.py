@@ -66,7 +66,9 @@ def group_batch_stats(g: Tensor, bn: nn.Module,
 
 def normalize(g: Tensor, weight: Tensor, bias: Tensor, mean: Tensor,
               rstd: Tensor) -> Tensor:
-    """``weight * (g - mean) * rstd + bias``, per channel."""
+    """``weight * (g - mean) * rstd + bias``, per channel: a training
+    BatchNorm's output from its statistics (also what the fused Functions
+    recompute in backward)."""
     scale = rstd * weight
     return torch.addcmul((bias - mean * scale).view(_CHANNEL), g,
                          scale.view(_CHANNEL))
