@@ -5,7 +5,9 @@ whole batch. PyTorch's own SyncBatchNorm refuses CPU tensors, so every
 SyncBatchNorm in these modules running through the kernels is part of what
 passes."""
 import os.path as osp
+from types import SimpleNamespace
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -117,3 +119,17 @@ def test_sync_batch_norm_over_a_process_group(tmp_path):
         for r in ranks:
             close(r['buffers'][name], buf)
     assert all('not supported' in r['double_backward'] for r in ranks)
+
+
+def test_double_backward_refuses_group_statistics():
+    """The Functions' double backward (utils.plain_backward) recomputes with
+    local statistics: after a forward over a process group it stops with
+    the fix instead of a wrong gradient; without a group it runs."""
+    from transxnet_mm.ops.utils import plain_backward
+    x = torch.ones(2, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r'norm_cfg=dict\(type="BN"\)'):
+        plain_backward(torch.sin, SimpleNamespace(
+            group=object(), needs_input_grad=(True, )), (x, ), torch.ones(2))
+    grad, = plain_backward(torch.sin, SimpleNamespace(
+        group=None, needs_input_grad=(True, )), (x, ), torch.ones(2))
+    torch.testing.assert_close(grad, torch.cos(x))

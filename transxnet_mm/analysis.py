@@ -183,11 +183,11 @@ def saved_activations(model: torch.nn.Module,
                 stack.pop()
         return call
 
-    wrapped = [m for _, m in model.named_modules()
-               if 'forward' not in vars(m)]  # not wrapped already
+    wrapped = []
     for name, m in model.named_modules():
-        if 'forward' not in vars(m):
+        if 'forward' not in vars(m):  # not wrapped already
             m.forward = tracked(name, m.forward)
+            wrapped.append(m)
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             out = model(x)

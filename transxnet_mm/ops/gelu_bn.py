@@ -27,7 +27,7 @@ from .inplace import inplace_
 from .rules import (applies, hooked, plain_conv1x1, plain_gelu,
                     training_batch_norm)
 from .sync_bn import (group_batch_norm_backward, group_batch_stats,
-                      no_double_backward, normalize, sync_group)
+                      normalize, sync_group)
 from .utils import bn_momentum, plain_backward
 
 
@@ -100,8 +100,6 @@ class GeluBatchNorm(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> tuple:
         x, weight, bias, mean, rstd = ctx.saved_tensors
         if torch.is_grad_enabled():  # double backward: differentiable ops
-            if ctx.group is not None:
-                no_double_backward()
             return plain_backward(_plain, ctx, (x, weight, bias), grad,
                                   ctx.eps)
         grad_g, grad_w, grad_b = _bn_backward(ctx, grad.contiguous(),
@@ -129,8 +127,6 @@ class GeluBatchNormConv1x1(torch.autograd.Function):
         x, weight, bias, conv_weight, conv_bias, mean, rstd = \
             ctx.saved_tensors
         if torch.is_grad_enabled():  # double backward: differentiable ops
-            if ctx.group is not None:
-                no_double_backward()
             return plain_backward(
                 lambda *t: F.conv2d(_plain(*t[:3], t[-1]), t[3], t[4]), ctx,
                 (x, weight, bias, conv_weight, conv_bias), grad, ctx.eps)
@@ -206,8 +202,6 @@ class GeluBatchNormDWConvs(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> tuple:
         x, weight, bias, mean, rstd, *params = ctx.saved_tensors
         if torch.is_grad_enabled():  # double backward: differentiable ops
-            if ctx.group is not None:
-                no_double_backward()
             return plain_backward(
                 lambda *t: _dw_convs(_plain(*t[:3], ctx.eps), t[3:],
                                      ctx.layout), ctx,

@@ -20,7 +20,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from .rules import SYNC_BATCH_NORMS
-from .utils import bn_momentum
+from .utils import bn_momentum, local_forward
 
 _CHANNEL = (1, -1, 1, 1)  # a per-channel vector against an NCHW map
 
@@ -91,13 +91,6 @@ def group_batch_norm_backward(
     return grad_g, sum_dy_xhat, sum_dy
 
 
-def no_double_backward() -> None:
-    raise RuntimeError(
-        'double backward (create_graph=True) through nn.SyncBatchNorm over a '
-        'process group is not supported by the training kernels: train the '
-        'model that needs a gradient penalty with norm_cfg=dict(type="BN")')
-
-
 class GroupBatchNorm(torch.autograd.Function):
     """``nn.SyncBatchNorm``'s training forward over ``group`` with the
     weight and bias given (e.g. a layer scale folded in); saves the input
@@ -113,8 +106,8 @@ class GroupBatchNorm(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple:
-        if torch.is_grad_enabled():
-            no_double_backward()
+        if torch.is_grad_enabled():  # double backward: refused
+            local_forward(ctx)
         x, weight, mean, rstd, total = ctx.saved_tensors
         grads = group_batch_norm_backward(grad.contiguous(), x, weight, mean,
                                           rstd, total, ctx.group)
