@@ -9,6 +9,7 @@ import os
 import platform
 import statistics
 import time
+import weakref
 from functools import partial
 from math import prod
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -19,6 +20,8 @@ from mmengine.analysis.jit_handles import get_shape
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 DEFAULT_SHAPES = {'mmdet': (800, 1280), 'mmseg': (512, 512),
                   'mmpretrain': (224, 224)}
@@ -111,20 +114,58 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
+class LiveBytes(TorchDispatchMode):
+    """The bytes held by tensor storages while active, and their peak.
+
+    Every storage an op returns or takes is counted once, from the first
+    time it is seen until it is freed (a weak reference's callback), so the
+    cost is proportional to what is alive, not to the number of
+    allocations. Storages that existed before the mode count only when
+    freed (they were not allocated here), as in the profiler's running sum
+    of allocations and frees. Temporaries an op allocates and frees inside
+    its own kernel are not seen."""
+
+    def __init__(self):
+        super().__init__()
+        self.current = self.peak = 0
+        self._live: Dict[int, Tuple[weakref.ref, int]] = {}
+
+    def _track(self, tensors, allocated: bool) -> None:
+        for t in tensors:
+            if not isinstance(t, torch.Tensor) or t.is_meta or \
+                    t.layout != torch.strided:
+                continue
+            storage = t.untyped_storage()
+            key = id(storage)
+            if key in self._live:
+                continue
+            nbytes = storage.nbytes()
+            self._live[key] = (weakref.ref(storage, partial(
+                self._free, key, nbytes)), nbytes)
+            if allocated:
+                self.current += nbytes
+                self.peak = max(self.peak, self.current)
+
+    def _free(self, key: int, nbytes: int, _ref) -> None:
+        self._live.pop(key, None)
+        self.current -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        self._track(tree_leaves((args, kwargs)), allocated=False)
+        out = func(*args, **kwargs)
+        self._track(tree_leaves(out), allocated=True)
+        return out
+
+
 def cpu_peak_bytes(step: Callable[[], object], steps: int = 2) -> int:
-    """Peak of the running sum of tensor allocations (+) and frees (-) over
-    ``steps`` calls of ``step``, from the profiler's op and memory events in
-    time order: what one step leaves allocated counts in the next."""
-    with torch.profiler.profile(
-            activities=[torch.profiler.ProfilerActivity.CPU],
-            profile_memory=True) as prof:
+    """Peak of the tensor bytes allocated (+) and freed (-) over ``steps``
+    calls of ``step`` (:class:`LiveBytes`): what one step leaves allocated
+    counts in the next."""
+    with LiveBytes() as live:
         for _ in range(steps):
             step()
-    current = peak = 0
-    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
-        current += event.self_cpu_memory_usage
-        peak = max(peak, current)
-    return peak
+    return live.peak
 
 
 def measure_step(step: Callable[[], object], iters: int, warmup: int,
@@ -134,8 +175,9 @@ def measure_step(step: Callable[[], object], iters: int, warmup: int,
     was allocated before them (anything a call keeps for the next counts),
     and ``total_mb``: that peak plus what was allocated before (GPU:
     ``torch.cuda.max_memory_allocated``; CPU: ``resident_bytes``, the
-    caller's weights and inputs). CPU memory comes from the profiler's
-    events (RSS would mostly measure malloc's fragmentation)."""
+    caller's weights and inputs). CPU memory comes from the live
+    tensor storages (:class:`LiveBytes`; RSS would mostly measure malloc's
+    fragmentation)."""
     cuda = device.startswith('cuda')
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     if cuda:
