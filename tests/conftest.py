@@ -7,6 +7,8 @@ import sys
 
 import pytest
 import torch
+# Every test's peak memory, bounded and reported (the fixture and hook).
+from memory_guard import peak_memory, pytest_terminal_summary  # noqa: F401
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # The authors' checkpoint key lists, the generator of deterministic random
@@ -34,9 +36,11 @@ def load_tool(*path: str):
 
 def config_file(name: str) -> str:
     """The path of one of our configs by its file name (``.py`` optional):
-    configs/<folder>/<name>.py, the folders grouped as mmdet's are."""
+    configs/<name>.py (the paper's) or configs/<folder>/<name>.py (the
+    others: Cascade, UperNet, demo)."""
     name = name if name.endswith('.py') else name + '.py'
-    found = glob.glob(osp.join(CONFIGS, '*', name))
+    found = glob.glob(osp.join(CONFIGS, name)) + \
+        glob.glob(osp.join(CONFIGS, '*', name))
     assert len(found) == 1, f'{name}: {found}'
     return found[0]
 

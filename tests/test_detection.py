@@ -236,7 +236,7 @@ def test_train_evaluate_and_test_on_real_sample(coco_sample, tmp_path):
 
 @pytest.mark.slow
 def test_get_flops_and_benchmark_tools_run():
-    cfg = osp.join(ROOT, 'configs/retinanet/retinanet_transxnet_t.py')
+    cfg = osp.join(ROOT, 'configs/retinanet_transxnet_t.py')
     params = AUTHORS_MODEL_PARAMS['retinanet_transxnet_t']
     out = run_tool(['tools/analysis_tools/get_flops.py', cfg,
                     '--shape', '256', '320'])

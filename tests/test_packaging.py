@@ -18,7 +18,7 @@ from mmengine.config import Config
 import transxnet_mm
 from transxnet_mm import config_lookup
 
-DOWNSTREAM = """_base_ = 'transxnet_mm::retinanet/retinanet_transxnet_t.py'
+DOWNSTREAM = """_base_ = 'transxnet_mm::retinanet_transxnet_t.py'
 model = dict(bbox_head=dict(num_classes=3))
 """
 # Run in a fresh interpreter from the user's folder: reads the downstream
@@ -153,9 +153,9 @@ def scopes(cfg) -> set:
 
 
 @pytest.mark.parametrize('base,override,model_type', [
-    ('retinanet/retinanet_transxnet_t.py',
+    ('retinanet_transxnet_t.py',
      'model = dict(bbox_head=dict(num_classes=3))', 'RetinaNet'),
-    ('transxnet/transxnet_t_in1k.py',
+    ('transxnet_t_in1k.py',
      'model = dict(head=dict(num_classes=10))', 'ImageClassifier'),
 ])
 def test_downstream_config_builds_from_the_editable_install(
@@ -179,10 +179,10 @@ def test_downstream_config_builds_from_the_editable_install(
 
 def test_unknown_downstream_base_names_the_close_ones(tmp_path):
     path = tmp_path / 'typo.py'
-    path.write_text("_base_ = 'transxnet_mm::retinanet/retinanet_transxnet"
+    path.write_text("_base_ = 'transxnet_mm::retinanet_transxnet"
                     "_x.py'\n")
     with pytest.raises(FileNotFoundError,
-                       match='Did you mean transxnet_mm::retinanet/'
+                       match='Did you mean transxnet_mm::'
                        'retinanet_transxnet_t.py'):
         Config.fromfile(str(path))
 

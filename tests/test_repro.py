@@ -23,9 +23,10 @@ def config(name: str) -> Config:
 
 
 def leaf_configs(prefix: str) -> list:
-    """Config paths (relative to configs/) of the files in its folders,
-    demo/ included, whose name starts with ``prefix``."""
-    paths = glob.glob(osp.join(CONFIGS, '*', prefix + '*.py'))
+    """Config paths (relative to configs/) of the configs, demo/ included,
+    whose name starts with ``prefix``."""
+    paths = glob.glob(osp.join(CONFIGS, prefix + '*.py')) + \
+        glob.glob(osp.join(CONFIGS, '*', prefix + '*.py'))
     return sorted(osp.relpath(p, CONFIGS) for p in paths
                   if '_base_' not in p)
 
@@ -51,7 +52,7 @@ def fpn_t():
     backbone from scratch (its pretrained init is not the point here)."""
     import transxnet_mm  # noqa: F401  (PyTorchDefault initialiser)
     torch.manual_seed(0)
-    model, _ = build_model(config('sem_fpn/fpn_transxnet_t_ade20k.py'))
+    model, _ = build_model(config('fpn_transxnet_t_ade20k.py'))
     model.init_weights()
     return model
 
@@ -134,7 +135,7 @@ def test_seg_validates_and_keeps_checkpoints_as_the_authors(variant):
     the best mIoU, a metric the built evaluator reports."""
     from mmseg.datasets import ADE20KDataset
     from mmseg.registry import METRICS
-    cfg = config(f'sem_fpn/fpn_transxnet_{variant}_ade20k.py')
+    cfg = config(f'fpn_transxnet_{variant}_ade20k.py')
     authors = PAPER_SEM_FPN
     loop = train_loop(cfg)
     assert type(loop).__name__ == 'IterBasedTrainLoop'

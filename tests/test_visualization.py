@@ -1,14 +1,13 @@
 """ERF and Grad-CAM tools (transxnet_mm/visualization.py, tools/analysis_tools/
 visualize_erf.py and visualize_cam.py): real COCO sample images, random
 weights, small sizes."""
-import glob
 import importlib.util
 import os.path as osp
 
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, run_tool
+from conftest import ROOT, config_file, run_tool
 from mmengine.config import Config
 
 from transxnet_mm import TransXNet
@@ -19,18 +18,8 @@ from transxnet_mm.visualization import (build_model, erf_maps, erf_score,
                                         list_images, load_image,
                                         resolve_layers, to_input)
 
-
-
-def _config(name: str) -> str:
-    """configs/NAME, or configs/*/NAME (the zoo's folders)."""
-    found = sorted(glob.glob(osp.join(ROOT, 'configs', name)) +
-                   glob.glob(osp.join(ROOT, 'configs', '*', name)))
-    assert found, f'no config {name}'
-    return found[0]
-
-
-CLS_CONFIG = _config('transxnet_t_in1k.py')
-DET_CONFIG = _config('retinanet_transxnet_t.py')
+CLS_CONFIG = config_file('transxnet_t_in1k.py')
+DET_CONFIG = config_file('retinanet_transxnet_t.py')
 
 
 def _tool(name: str):

@@ -39,7 +39,8 @@ def disk_configs() -> list:
     """Every zoo config on disk (not the bases, not the demos)."""
     return sorted(
         osp.relpath(p, ROOT)
-        for p in glob.glob(osp.join(ROOT, 'configs', '*', '*.py'))
+        for p in glob.glob(osp.join(ROOT, 'configs', '*.py')) +
+        glob.glob(osp.join(ROOT, 'configs', '*', '*.py'))
         if osp.basename(osp.dirname(p)) not in ('_base_', 'demo'))
 
 

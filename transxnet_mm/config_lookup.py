@@ -4,7 +4,7 @@ The package ships its configs, tools and model index in ``transxnet_mm/.mim/``
 (``setup.py``: copies in a wheel, links in an editable install), as mmdet,
 mmseg and mmpretrain do. A user's config anywhere inherits one of ours with
 
-    _base_ = 'transxnet_mm::retinanet/retinanet_transxnet_t.py'
+    _base_ = 'transxnet_mm::retinanet_transxnet_t.py'
 
 MMEngine 0.10 resolves ``package::path`` bases only for OpenMMLab's own
 packages (``mmengine.config.utils.MODULE2PACKAGE``); it finds the folder

@@ -406,7 +406,7 @@ def load_model(config: str, checkpoint: Optional[str] = None,
             f'{backbone!r}, default_scope {scope!r}): export_onnx exports '
             f'TransXNet detection (mmdet), segmentation (mmseg) and '
             f'classification (mmpretrain) configs, e.g. '
-            f'configs/retinanet/retinanet_transxnet_t.py')
+            f'configs/retinanet_transxnet_t.py')
     init_default_scope(scope)
     # The weights come from the checkpoint (or stay random), never from the
     # backbone's ImageNet init_cfg.

@@ -4,7 +4,7 @@
 # cores: the real config with the crop and scales halved twice and a short
 # schedule. No ImageNet weights can be downloaded here, so the backbone trains
 # from scratch; the point is that every moving part runs for real.
-_base_ = '../sem_fpn/fpn_transxnet_t_ade20k.py'
+_base_ = '../fpn_transxnet_t_ade20k.py'
 
 data_root = 'data/ade20k_sample'
 crop_size = (256, 256)

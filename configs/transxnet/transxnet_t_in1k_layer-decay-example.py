@@ -9,7 +9,7 @@
 # Copy this pattern for your own fine-tuning; the numbers below are a
 # starting point, not a tuned recipe.
 # Settings not set here: _base_/transxnet_in1k.py via transxnet_t_in1k.py.
-_base_ = './transxnet_t_in1k.py'
+_base_ = '../transxnet_t_in1k.py'
 
 model = dict(
     backbone=dict(

@@ -333,7 +333,7 @@ def main():
     if not os.path.isfile(args.config):
         raise SystemExit(f'{args.config!r} does not exist: give one of our '
                          'config files, e.g. '
-                         'configs/retinanet/retinanet_transxnet_t.py')
+                         'configs/retinanet_transxnet_t.py')
     impls = (['authors'] if args.authors_backbone else []) + ['ours']
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
                MKL_NUM_THREADS=str(args.threads))

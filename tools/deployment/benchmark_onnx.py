@@ -28,8 +28,8 @@ from transxnet_mm.analysis import median, median_time
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CASES = {
     # TransXNet-T configs (the authors' backbone is built as 't').
-    'retinanet': ('configs/retinanet/retinanet_transxnet_t.py', (800, 1216)),
-    'fpn': ('configs/sem_fpn/fpn_transxnet_t_ade20k.py', (512, 512)),
+    'retinanet': ('configs/retinanet_transxnet_t.py', (800, 1216)),
+    'fpn': ('configs/fpn_transxnet_t_ade20k.py', (512, 512)),
 }
 
 

@@ -1,6 +1,5 @@
-# Semantic FPN, TransXNet-B backbone, ADE20K 80k, as in the paper.
-# Settings: _base_/fpn_transxnet_ade20k.py.
-_base_ = '../_base_/fpn_transxnet_ade20k.py'
+# Mask R-CNN 1x, TransXNet-B backbone (paper Table V). Settings: _base_/mask_rcnn_transxnet.py.
+_base_ = './_base_/mask_rcnn_transxnet.py'
 
 model = dict(
     backbone=dict(

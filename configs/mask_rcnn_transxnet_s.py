@@ -1,5 +1,5 @@
 # Mask R-CNN 1x, TransXNet-S backbone (paper Table V). Settings: _base_/mask_rcnn_transxnet.py.
-_base_ = '../_base_/mask_rcnn_transxnet.py'
+_base_ = './_base_/mask_rcnn_transxnet.py'
 
 model = dict(
     backbone=dict(

@@ -1,5 +1,6 @@
-# Mask R-CNN 1x, TransXNet-T backbone (paper Table V). Settings: _base_/mask_rcnn_transxnet.py.
-_base_ = '../_base_/mask_rcnn_transxnet.py'
+# Semantic FPN, TransXNet-T backbone, ADE20K 80k, as in the paper.
+# Settings: _base_/fpn_transxnet_ade20k.py.
+_base_ = './_base_/fpn_transxnet_ade20k.py'
 
 model = dict(
     backbone=dict(

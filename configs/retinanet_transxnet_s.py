@@ -1,5 +1,5 @@
 # RetinaNet 1x, TransXNet-S backbone (paper Table IV). Settings: _base_/retinanet_transxnet.py.
-_base_ = '../_base_/retinanet_transxnet.py'
+_base_ = './_base_/retinanet_transxnet.py'
 
 model = dict(
     backbone=dict(

@@ -1,6 +1,6 @@
 # Semantic FPN, TransXNet-S backbone, ADE20K 80k, as in the paper.
 # Settings: _base_/fpn_transxnet_ade20k.py.
-_base_ = '../_base_/fpn_transxnet_ade20k.py'
+_base_ = './_base_/fpn_transxnet_ade20k.py'
 
 model = dict(
     backbone=dict(
