@@ -141,3 +141,49 @@ def test_analyze_logs_plots_and_times(tmp_path):
     with pytest.raises(AssertionError, match="no key 'los'.*loss"):
         run_tool(['tools/analysis_tools/analyze_logs.py', 'plot_curve',
                   str(tmp_path / 'work'), '--keys', 'los', '--out', out])
+
+
+def test_analyze_logs_reads_the_authors_mmcv1_logs(tmp_path):
+    """An mmdet 2.28 ``*.log.json`` (the authors' released logs: iterations
+    counted within each epoch, ``bbox_mAP``) in MMEngine's names, plotted
+    beside an MMEngine run; and an mmseg 0.30 one (global iterations)."""
+    from conftest import load_tool
+    tool = load_tool('analysis_tools', 'analyze_logs.py')
+    det = tmp_path / 'retinanet_tiny.log.json'
+    lines = [dict(env_info='sys.platform: linux', seed=0)]
+    for epoch in (1, 2):
+        for it in (50, 100, 150):
+            lines.append(dict(mode='train', epoch=epoch, iter=it, lr=1e-4,
+                              memory=5000, data_time=0.01, loss_cls=1.0,
+                              loss_bbox=0.5, loss=1.5 / epoch, time=0.4))
+        lines.append(dict(mode='val', epoch=epoch, iter=160, lr=1e-4,
+                          bbox_mAP=0.2 * epoch, bbox_mAP_50=0.4,
+                          bbox_mAP_copypaste='0.2 0.4'))
+    det.write_text('\n'.join(json.dumps(x) for x in lines) + '\n')
+    log = tool.RunLog(str(det))
+    loss, xlabel = log.curve('loss')
+    assert xlabel == 'iteration'
+    assert loss[:, 0].tolist() == [50, 100, 150, 210, 260, 310]
+    ap, xlabel = log.curve('coco/bbox_mAP')
+    assert xlabel == 'epoch' and ap.tolist() == [[1, 0.2], [2, 0.4]]
+    assert 'lr' not in log.val and 'bbox_mAP_copypaste' not in log.val
+
+    seg = tmp_path / 'sfpn.log.json'
+    seg.write_text('\n'.join(json.dumps(x) for x in [
+        dict(mode='train', epoch=1, iter=50, lr=2e-4, **{'decode.loss_ce': 2.}),
+        dict(mode='train', epoch=1, iter=100, lr=2e-4,
+             **{'decode.loss_ce': 1.}),
+        dict(mode='val', epoch=1, iter=100, lr=2e-4, aAcc=0.5, mIoU=0.3)]))
+    log = tool.RunLog(str(seg))
+    assert log.curve('decode.loss_ce')[0][:, 0].tolist() == [50, 100]
+    miou, xlabel = log.curve('mIoU')
+    assert xlabel == 'iteration' and miou.tolist() == [[100, 0.3]]
+
+    ours = tmp_path / 'scalars.json'
+    write_log(str(ours))
+    out = str(tmp_path / 'both.png')
+    printed = run_tool(['tools/analysis_tools/analyze_logs.py', 'plot_curve',
+                        str(ours), str(det), '--keys', 'loss',
+                        'coco/bbox_mAP', '--legend', 'ours', 'authors',
+                        '--out', out])
+    assert out in printed and osp.getsize(out) > 0

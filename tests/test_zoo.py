@@ -167,6 +167,19 @@ def dataset_type(cfg) -> str:
     return dataset.get('dataset', dataset).type
 
 
+# The authors' trained dense models, release v1.0 (their READMEs' names,
+# their spelling), by our config family and variant.
+AUTHORS_TRAINED = {
+    **{f'retinanet_{v}': f'retinanet_{n}.pth'
+       for v, n in (('t', 'tiny'), ('s', 'small'))},
+    'retinanet_b': 'reinanet_base.pth',
+    **{f'mask_rcnn_{v}': f'maskrcnn_{n}.pth'
+       for v, n in (('t', 'tiny'), ('s', 'small'), ('b', 'base'))},
+    **{f'fpn_{v}': f'sfpn_transxnet_{n}.pth'
+       for v, n in (('t', 'tiny'), ('s', 'small'), ('b', 'base'))},
+}
+
+
 @pytest.mark.parametrize('name', ZOO)
 def test_metafile_entry_is_its_config(full_models, name):
     """Each entry against its config, built (on the 'meta' device): the
@@ -193,10 +206,16 @@ def test_metafile_entry_is_its_config(full_models, name):
     assert meta['FLOPs input'] == 'x'.join(map(str, DEFAULT_SHAPES[scope]))
     facts = backbone_facts(model.backbone)
     release = f"{m.code['URL']}/releases/download/{m.code['Version']}/"
-    url = m.weights or meta['Backbone Weights']
-    assert url == release + f"transx-{facts['variant']}.pth.tar"
-    if not m.weights:  # the backbone starts from that file
-        assert osp.basename(facts['checkpoint']) == osp.basename(url)
+    imagenet = release + f"transx-{facts['variant']}.pth.tar"
+    if scope == 'mmpretrain':  # the authors' classifier is the whole model
+        assert m.weights in (imagenet, None)
+    else:  # the backbone starts from it; their trained model reproduces
+        assert meta['Backbone Weights'] == imagenet
+        assert osp.basename(facts['checkpoint']) == osp.basename(imagenet)
+        if m.weights:
+            assert m.weights == release + AUTHORS_TRAINED[
+                m.config.split('/')[-1].split('transxnet')[0] +
+                facts['variant']]
 
 
 @pytest.mark.parametrize('name', ZOO)

@@ -9,18 +9,19 @@ ground truth (from the config's val or test dataset, found by file name) is
 drawn on the left and the detections on the right, written as PNG. Segmentation configs draw the
 predicted class masks with mmseg's visualizer, likewise one image file per
 input. Classification configs print the top-5 classes of each image with
-their scores. CHECKPOINT may be one of the authors' ImageNet files
-(transx-*.pth.tar).
+their scores. CHECKPOINT is one of ours or one of the authors' files as
+released (their COCO / ADE20K models, their ImageNet classifiers); one that
+does not hold every weight of the config's model stops the tool.
 """
 import argparse
 import os
 import os.path as osp
-import tempfile
 from typing import List
 
 import mmcv
 from mmengine.config import Config
 
+from transxnet_mm.apis import load_model_checkpoint
 from transxnet_mm.compat import trusted_local_checkpoints
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
@@ -108,12 +109,22 @@ def ground_truth(cfg: Config, images: List[str]) -> dict:
     return found
 
 
+def load_weights(model, checkpoint: str) -> dict:
+    """Every weight of ``model`` from ``checkpoint`` (ours or the authors'
+    files), or the tool stops saying what the file holds; its meta."""
+    with trusted_local_checkpoints():
+        try:
+            return load_model_checkpoint(model, checkpoint)
+        except ValueError as e:  # CheckpointMismatch, unreadable file
+            raise SystemExit(f'error: {e}')
+
+
 def detect(cfg: Config, args, images: List[str]) -> List[str]:
     from mmdet.apis import inference_detector, init_detector
     from mmdet.registry import VISUALIZERS
 
-    with trusted_local_checkpoints():
-        model = init_detector(cfg, args.checkpoint, device=args.device)
+    model = init_detector(cfg, None, device=args.device)
+    load_weights(model, args.checkpoint)
     visualizer = VISUALIZERS.build(model.cfg.visualizer)
     visualizer.dataset_meta = model.dataset_meta
     gts = ground_truth(cfg, images) if args.draw_gt else {}
@@ -137,8 +148,8 @@ def segment(cfg: Config, args, images: List[str]) -> List[str]:
     from mmseg.apis import inference_model, init_model
     from mmseg.registry import VISUALIZERS
 
-    with trusted_local_checkpoints():
-        model = init_model(cfg, args.checkpoint, device=args.device)
+    model = init_model(cfg, None, device=args.device)
+    load_weights(model, args.checkpoint)
     visualizer = VISUALIZERS.build(model.cfg.visualizer)
     visualizer.dataset_meta = model.dataset_meta
     classes = model.dataset_meta['classes']
@@ -159,26 +170,16 @@ def classify(cfg: Config, args, images: List[str]) -> List[List[tuple]]:
     """Print the top-5 classes of each image with their scores.
 
     Class names come from the checkpoint's dataset meta, else ImageNet's
-    (mmpretrain's ImageNet metainfo). An authors' checkpoint
-    (transx-*.pth.tar) is converted to our key names in a temporary file.
+    (mmpretrain's ImageNet metainfo).
     """
     from mmpretrain.apis import ImageClassificationInferencer
     from mmpretrain.datasets.categories import IMAGENET_CATEGORIES
 
-    from transxnet_mm.models.convert import official_to_mm_checkpoint
-
-    with tempfile.TemporaryDirectory(prefix='transxnet_') as tmp:
-        converted = osp.join(tmp, 'converted.pth')
-        summary = official_to_mm_checkpoint(args.checkpoint, converted)
-        if summary:
-            print(f"{args.checkpoint} holds the authors' TransXNet keys: "
-                  f'converted to our names ({summary}).')
-        with trusted_local_checkpoints():
-            inferencer = ImageClassificationInferencer(
-                cfg,
-                pretrained=converted if summary else args.checkpoint,
-                device=args.device)
-    classes = inferencer.classes or IMAGENET_CATEGORIES
+    inferencer = ImageClassificationInferencer(cfg, pretrained=False,
+                                               device=args.device)
+    meta = load_weights(inferencer.model, args.checkpoint)
+    classes = (meta.get('dataset_meta') or {}).get('classes') or \
+        IMAGENET_CATEGORIES
     top5 = []
     for path in images:
         scores = inferencer(path)[0]['pred_scores']

@@ -3,19 +3,22 @@
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out RESULTS.pkl]
         [--show-dir DIR] [--cfg-options k=v ...] [--launcher ...]
 
-CHECKPOINT may also be one of the authors' ImageNet files (transx-t.pth.tar,
-...): it is converted to our key names in a temporary file first.
+CHECKPOINT is one of ours or one of the authors' files as released: their
+COCO and ADE20K models (mmdet 2.28 / mmseg 0.30: retinanet_tiny.pth,
+maskrcnn_small.pth, sfpn_transxnet_base.pth, ...) and their ImageNet
+classifiers (transx-t.pth.tar, ...). A file that does not hold every weight
+of the config's model (another variant, another detector, a backbone-only
+file) stops the tool with what it holds and what is missing.
 """
 import argparse
 import os.path as osp
-import tempfile
 
 from transxnet_mm.checks import check_data
 from transxnet_mm.cli import (build_runner, missing_files_exit, parse_config,
                               tool_parser)
 from transxnet_mm.compat import (setup_cpu_distributed,
                                  trusted_local_checkpoints)
-from transxnet_mm.models.convert import official_to_mm_checkpoint
+from transxnet_mm.apis import load_model_checkpoint
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,25 +51,19 @@ def main():
     with missing_files_exit():
         check_data(cfg, ['test_dataloader'])
     setup_cpu_distributed(cfg)
-
-    # The authors' released checkpoints (transx-*.pth.tar) use their own key
-    # names, which the runner's loader cannot map: convert them for this run.
-    with tempfile.TemporaryDirectory(prefix='transxnet_') as tmp_dir:
-        converted = osp.join(tmp_dir, 'converted.pth')
-        summary = official_to_mm_checkpoint(args.checkpoint, converted)
-        cfg.load_from = converted if summary else args.checkpoint
-        runner = build_runner(cfg)
-        if args.out:
-            from mmengine.evaluator import DumpResults
-            runner.test_evaluator.metrics.append(
-                DumpResults(out_file_path=args.out))
-        if summary:
-            runner.logger.info(
-                f"{args.checkpoint} holds the authors' TransXNet keys: "
-                f'converted to our names ({summary}) in {converted}, loaded '
-                f'from there.')
-        with trusted_local_checkpoints():
-            runner.test()
+    cfg.load_from = None  # loaded below, completely or not at all
+    runner = build_runner(cfg)
+    if args.out:
+        from mmengine.evaluator import DumpResults
+        runner.test_evaluator.metrics.append(
+            DumpResults(out_file_path=args.out))
+    with trusted_local_checkpoints():
+        try:
+            load_model_checkpoint(runner.model, args.checkpoint,
+                                  logger=runner.logger)
+        except ValueError as e:  # CheckpointMismatch, unreadable file
+            raise SystemExit(f'error: {e}')
+        runner.test()
 
 
 if __name__ == '__main__':

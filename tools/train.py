@@ -1,6 +1,6 @@
 """Train a detector, segmentor or classifier from one of our configs.
 
-    python tools/train.py configs/retinanet/retinanet_transxnet_s.py [--work-dir DIR]
+    python tools/train.py configs/retinanet_transxnet_s.py [--work-dir DIR]
         [--resume [CKPT]] [--amp] [--auto-scale-lr] [--cfg-options k=v ...]
         [--launcher {none,pytorch,slurm,mpi}]
 
@@ -8,6 +8,7 @@ The arguments are those of mmdet's tools/train.py; the toolbox (mmdet, mmseg or
 mmpretrain) is the config's ``default_scope``.
 """
 import argparse
+import os.path as osp
 
 import torch
 
@@ -16,6 +17,7 @@ from transxnet_mm.cli import (build_runner, missing_files_exit, parse_config,
                               tool_parser)
 from transxnet_mm.compat import (setup_cpu_distributed,
                                  trusted_local_checkpoints)
+from transxnet_mm.models.convert import read_checkpoint
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +32,26 @@ def build_parser() -> argparse.ArgumentParser:
         help='resume from this checkpoint, or from the latest checkpoint in '
         'the work dir when no path is given')
     return parser
+
+
+def check_resumable(path: str) -> None:
+    """Only an MMEngine training checkpoint resumes (it keeps the message
+    hub: iteration, schedulers' state); the authors' mmdet 2 / mmseg 0.x
+    files serve ``load_from`` (fine-tuning) and testing."""
+    if not osp.isfile(path):
+        raise SystemExit(f'error: --resume {path}: no such file')
+    with trusted_local_checkpoints():
+        ckpt = read_checkpoint(path)
+    if 'message_hub' not in ckpt:
+        meta = ckpt.get('meta') or {}
+        made = next((f'{k.split("_")[0]} {v}' for k, v in meta.items()
+                     if k.endswith('_version')), 'another trainer')
+        raise SystemExit(
+            f'error: --resume {path}: the file was written by {made}, not '
+            f'by an MMEngine run, so it has no training state to resume. '
+            f'To start from its weights set load_from={path!r} '
+            f'(--cfg-options load_from={path}); to evaluate it, '
+            f'tools/test.py CONFIG {path}.')
 
 
 def main():
@@ -50,6 +72,7 @@ def main():
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
+        check_resumable(args.resume)
         cfg.resume, cfg.load_from = True, args.resume
 
     with missing_files_exit():

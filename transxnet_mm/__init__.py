@@ -9,17 +9,21 @@ root ``TRANSFORMS`` registry, for mmseg's pipelines, the ``PyTorchDefault``
 weight initialiser (``init.py``) and the ``FullBatchSampler`` batch sampler
 (``samplers.py``) in MMEngine's root registries, and lets MMEngine's
 ``Config`` read our configs as bases of a user's own
-(``_base_ = 'transxnet_mm::retinanet/retinanet_transxnet_t.py'``,
-``config_lookup.py``).
+(``_base_ = 'transxnet_mm::retinanet_transxnet_t.py'``,
+``config_lookup.py``). torch's ``weights_only`` loading is let to read numpy
+scalars, which the authors' mmseg 0.30 checkpoints hold
+(``torch_compat.allow_numpy_scalars``).
 """
 from . import config_lookup
 from .init import PyTorchDefaultInit
 from .models import TransXNet
 from .samplers import FullBatchSampler
 from .transforms import AlignResize
+from .torch_compat import allow_numpy_scalars
 from .version import __version__
 
 config_lookup.enable()
+allow_numpy_scalars()  # the authors' mmseg 0.30 files (see its docstring)
 
 __all__ = [
     'TransXNet', 'AlignResize', 'PyTorchDefaultInit', 'FullBatchSampler',

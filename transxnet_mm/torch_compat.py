@@ -17,7 +17,8 @@ from typing import Callable, Iterable, Iterator
 import torch
 
 __all__ = ['is_compiling', 'autocast_enabled', 'autocast_dtype',
-           'safe_globals', 'load_defaults_to_weights_only']
+           'safe_globals', 'load_defaults_to_weights_only',
+           'allow_numpy_scalars']
 
 
 def _dynamo_is_compiling() -> bool:
@@ -132,3 +133,34 @@ def safe_globals(objs: Iterable) -> Iterator[None]:
     finally:
         serialization.clear_safe_globals()
         add(previous)
+
+
+def _numpy_scalar_globals() -> list:
+    """What unpickling a numpy scalar needs: its dtype and the scalar
+    constructor, also under numpy 1's module name (files written with numpy
+    1 name ``numpy.core``, numpy 2 ``numpy._core``)."""
+    import numpy as np
+    scalar = (getattr(np, '_core', None) or np.core).multiarray.scalar
+    return [np.dtype, scalar, (scalar, 'numpy.core.multiarray.scalar'),
+            *{type(np.dtype(c)) for c in '?bhilqBHILQefdgFDG'}]
+
+
+def allow_numpy_scalars() -> None:
+    """Let ``weights_only`` loads (torch >= 2.6's default) read numpy
+    scalars, which are data, no code: torch's allow-list
+    (``torch.serialization.add_safe_globals``) gains numpy's scalar
+    constructor and dtypes; everything else it refused stays refused.
+
+    Upstream: mmseg 0.30 kept the best mIoU as a ``numpy.float64`` in
+    ``meta['hook_msgs']``, so torch >= 2.6 refuses the authors' ADE20K
+    files in ``mmseg.apis.init_model`` / ``MMSegInferencer`` (MMEngine's
+    ``load_checkpoint`` relies on the default). torch 2.1-2.5 load them
+    anyway (no allow-list, or ``weights_only=False`` by default)."""
+    add = getattr(torch.serialization, 'add_safe_globals', None)
+    if add is None:
+        return
+    objs = _numpy_scalar_globals()
+    try:
+        add(objs)
+    except TypeError:  # torch 2.4: no (object, name) pairs
+        add([o for o in objs if not isinstance(o, tuple)])

@@ -166,8 +166,11 @@ def _load_state(model: nn.Module, path: str,
             f'{name} lacks {len(missing)} of the {total} backbone weights of '
             f'this config, e.g. {missing[:3]}: not a checkpoint of this model '
             f"(an authors' transx-*.pth.tar is recognised by its keys).")
-    model.load_state_dict({k: v for k, v in state.items() if k in own},
-                          strict=False)
+    loadable = {k: v for k, v in state.items() if k in own}
+    # output norms the file lacks keep their initial weight 1, bias 0
+    loadable.update((k, v) for k, v in own.items()
+                    if is_out_norm(k) and k not in state)
+    model.load_state_dict(loadable, strict=False)
     absent = sorted({'.'.join(k.split('.')[:2]) if is_out_norm(k)
                      else k.split('.')[0] for k in own if k not in state})
     return sum(k in own for k in state), absent

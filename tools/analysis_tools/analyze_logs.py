@@ -1,4 +1,6 @@
-"""Plot the curves of a training run, or time it, from MMEngine's json log.
+"""Plot the curves of a training run, or time it, from its json log: an
+MMEngine run's, or an mmdet 2 / mmseg 0.x run's (the authors' released
+``*.log.json``), so that a reproduction is plotted against theirs.
 
     python tools/analysis_tools/analyze_logs.py plot_curve LOG [LOG ...]
         --keys loss [lr coco/bbox_mAP ...] [--legend A B] [--title T]
@@ -13,6 +15,12 @@ used. Training lines (``loss``, ``lr``, ...) are plotted against the training
 iteration; evaluation lines (keys with a ``/``: ``coco/bbox_mAP``,
 ``mIoU``'s ``aAcc`` ...) against the epoch or iteration they were evaluated
 at. Each key gets its own panel; several logs share the panels.
+
+An mmcv 1.x log (``"mode": "train"`` / ``"val"`` lines: the authors' mmdet
+2.28 and mmseg 0.30 runs) is read into the same names: its training lines
+at the global iteration (mmdet 2 counts iterations within each epoch), its
+COCO metrics as MMEngine's (``bbox_mAP`` -> ``coco/bbox_mAP``), mmseg's
+(``mIoU``, ``aAcc``) as they are, at the epoch or iteration evaluated.
 """
 import argparse
 import glob
@@ -25,6 +33,10 @@ import numpy as np
 
 # Keys of MMEngine's training lines that are bookkeeping, not curves.
 BOOKKEEPING = ('epoch', 'iter', 'step', 'memory', 'data_time', 'time')
+# mmcv 1.x logs (the authors' runs): their evaluation lines repeat the lr;
+# MMEngine's CocoMetric names the COCO metrics with a 'coco/' prefix.
+MMCV1_VAL_BOOKKEEPING = BOOKKEEPING + ('lr', )
+COCO_METRICS, COCO_PREFIX = ('bbox_', 'segm_'), 'coco/'
 
 
 def find_log(path: str) -> str:
@@ -55,6 +67,7 @@ class RunLog:
         val: Dict[str, List[Tuple[float, float]]] = defaultdict(list)
         self.times: Dict[int, List[float]] = defaultdict(list)
         self.by_epoch = False
+        mmcv1: List[dict] = []
         with open(self.path) as f:
             for n, line in enumerate(f, 1):
                 if not line.strip():
@@ -65,6 +78,9 @@ class RunLog:
                     raise SystemExit(f'{self.path}:{n} is not a json line '
                                      f'({e}); is this an MMEngine scalars '
                                      f'log (vis_data/scalars.json)?')
+                if 'mode' in rec:  # an mmcv 1.x line (mmdet 2, mmseg 0.x)
+                    mmcv1.append(rec)
+                    continue
                 step = rec.get('step', rec.get('iter'))
                 if step is None:
                     continue
@@ -79,8 +95,36 @@ class RunLog:
                 for k, v in rec.items():
                     if k not in BOOKKEEPING and isinstance(v, (int, float)):
                         train[k].append((step, v))
+        if mmcv1:
+            self._read_mmcv1(mmcv1, train, val)
         self.train = {k: np.array(v) for k, v in train.items()}
         self.val = {k: np.array(v) for k, v in val.items()}
+
+    def _read_mmcv1(self, records: List[dict], train: dict,
+                    val: dict) -> None:
+        """The lines of an mmcv 1.x runner's log in MMEngine's names."""
+        epochs = [r for r in records if r['mode'] == 'train']
+        # mmdet 2 counts iterations within each epoch; mmseg 0.x globally
+        self.by_epoch = any(
+            b['iter'] < a['iter'] for a, b in zip(epochs, epochs[1:]))
+        per_epoch = max((r['iter'] for r in records if r['mode'] == 'val'),
+                        default=max((r['iter'] for r in epochs), default=0))
+        for rec in records:
+            if rec['mode'] == 'val':
+                step = rec['epoch'] if self.by_epoch else rec['iter']
+                for k, v in rec.items():
+                    if k not in MMCV1_VAL_BOOKKEEPING and isinstance(
+                            v, (int, float)):
+                        val[COCO_PREFIX + k if k.startswith(
+                            COCO_METRICS) else k].append((step, v))
+                continue
+            step = (rec['epoch'] - 1) * per_epoch + rec['iter'] \
+                if self.by_epoch else rec['iter']
+            if 'time' in rec:
+                self.times[rec['epoch']].append(rec['time'])
+            for k, v in rec.items():
+                if k not in BOOKKEEPING and isinstance(v, (int, float)):
+                    train[k].append((step, v))
 
     def curve(self, key: str) -> Tuple[np.ndarray, str]:
         """The (N, 2) points of ``key`` and the name of their x axis."""

@@ -53,7 +53,7 @@ def weights_link(model: dict) -> str:
 
 def table(models: List[dict], collections: List[str]) -> str:
     rows = ['| config | paper result | params (M) | FLOPs (G) | '
-            'ImageNet weights |', '|---|---|---|---|---|']
+            "the authors' weights |", '|---|---|---|---|---|']
     for coll in collections:
         for m in models:
             if m['In Collection'] != coll:

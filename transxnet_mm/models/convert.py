@@ -77,6 +77,98 @@ def is_official(state_dict: Dict[str, Tensor]) -> bool:
     return any(k.startswith(('network.', 'patch_embed.')) for k in state_dict)
 
 
+class CheckpointMismatch(ValueError):
+    """A checkpoint that does not fit the model it is loaded into."""
+
+
+def _authors_dense_norm(key: str) -> Optional[str]:
+    """The authors' dense models name the output norms by their stage's
+    position in ``network`` (``norm0/2/4/6``); ours by stage (``norm0..3``)."""
+    m = re.fullmatch(r'norm(\d+)\.(.*)', key, re.S)
+    if m and int(m[1]) % 2 == 0:
+        return f'norm{int(m[1]) // 2}.{m[2]}'
+    return None
+
+
+def rename_authors_keys(state_dict: Dict[str, Tensor],
+                        prefix: str = '') -> int:
+    """Rename, in place, the authors' backbone keys under ``prefix`` (their
+    ImageNet files, or ``backbone.*`` of their mmdet 2 / mmseg 0.x models)
+    to ours; keys in our names are left as they are. Returns how many were
+    renamed."""
+    keys = [k for k in state_dict if k.startswith(prefix)]
+    if not is_official({k[len(prefix):]: None for k in keys}):
+        return 0
+    renamed = 0
+    for key in keys:
+        local = key[len(prefix):]
+        new = convert_key(local) or _authors_dense_norm(local)
+        if new is not None:
+            state_dict[prefix + new] = state_dict.pop(key)
+            renamed += 1
+    return renamed
+
+
+def check_backbone_weights(model: nn.Module, state_dict: Dict[str, Tensor],
+                           prefix: str) -> None:
+    """Raise :class:`CheckpointMismatch` unless ``state_dict`` (our names)
+    holds every weight of the backbone ``model`` under ``prefix``, with its
+    shapes: the message names the variant the file holds and the fix."""
+    local = {k[len(prefix):]: v for k, v in state_dict.items()
+             if k.startswith(prefix)}
+    where = f"'{prefix}*'"
+    ours = 'TransXNet-' + _arch_name(model)
+    if not local:
+        raise CheckpointMismatch(
+            f'The checkpoint has no weights for the backbone ({where}), so '
+            f'{ours} would stay randomly initialised. A backbone-only '
+            f"(ImageNet) file such as the authors' transx-*.pth.tar belongs "
+            f"in model.backbone.init_cfg=dict(type='Pretrained', "
+            f"checkpoint=...) for training; testing and inference need a "
+            f'whole-model checkpoint (ours, or the authors\' COCO / ADE20K '
+            f'models).')
+    own = {k: v for k, v in model.state_dict().items()
+           if not k.endswith('num_batches_tracked')}
+    guess, desc = describe_arch(local)
+    mismatched = [k for k, v in local.items()
+                  if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if mismatched or (guess is not None and guess != _arch_name(model).lower()):
+        holds = f'TransXNet-{guess.upper()}' if guess else 'another backbone'
+        fix = (f"use the config of TransXNet-{guess.upper()} (or set "
+               f"model.backbone.arch='{guess}')" if guess else
+               f'use the checkpoint of a {ours} model')
+        raise CheckpointMismatch(
+            f'The checkpoint holds {holds} ({desc}) but the model\'s backbone '
+            f'is {ours}: {fix}. First mismatched keys: '
+            f'{[prefix + k for k in mismatched[:3]]}')
+    missing = [k for k in own if k not in local]
+    if missing:
+        norms = sorted({k.split('.')[0] for k in missing
+                        if re.match(r'norm\d+\.', k)})
+        why = (f'; it has no output norm {", ".join(norms)}: it was made '
+               f'for other out_indices (the authors\' RetinaNet outputs '
+               f'stages 1-3 only), so use the config it was made with'
+               if norms and len(norms) * 2 == len(missing) else '')
+        raise CheckpointMismatch(
+            f'The checkpoint lacks {len(missing)} of the {len(own)} weights '
+            f'of the backbone {ours} ({where}), e.g. '
+            f'{[prefix + k for k in missing[:3]]}{why}.')
+
+
+def backbone_load_hook(module: nn.Module, state_dict: Dict[str, Tensor],
+                       prefix: str, *args) -> None:
+    """The load-state-dict pre-hook of our backbone, so that every loader
+    (MMEngine's ``load_checkpoint``, ``load_from``, the toolboxes' APIs,
+    ``nn.Module.load_state_dict``) takes the authors' files: their keys
+    are renamed to ours; and when the backbone is part of a larger model
+    (``prefix`` not empty: a detector, segmentor or classifier), a file
+    without all of its weights, or with another variant's, stops the load
+    instead of leaving a randomly initialised backbone."""
+    rename_authors_keys(state_dict, prefix)
+    if prefix:
+        check_backbone_weights(module, state_dict, prefix)
+
+
 def convert_official(
         state_dict: Dict[str, Tensor],
         with_head: bool = False) -> Tuple['OrderedDict[str, Tensor]', List[str]]:
@@ -147,7 +239,9 @@ def read_checkpoint(path: str) -> dict:
     """Load a checkpoint file with torch's safe ``weights_only`` loading.
 
     timm-trained checkpoints (the authors') also hold an ``argparse.Namespace``
-    of training arguments; it is allowed for this one load only.
+    of training arguments; it is allowed for this one load only (numpy
+    scalars, in their mmseg 0.30 files, always are:
+    :func:`transxnet_mm.torch_compat.allow_numpy_scalars`).
     """
     if '://' not in path and not osp.isfile(path):
         raise FileNotFoundError(
@@ -176,24 +270,55 @@ def extract_state_dict(ckpt: dict) -> Dict[str, Tensor]:
     return ckpt
 
 
+def dataset_meta_of(meta: dict) -> Optional[dict]:
+    """The class names (and palette) a checkpoint's meta carries, in
+    MMEngine's ``dataset_meta`` form: ours keep ``dataset_meta``, mmdet 2 /
+    mmseg 0.x keep ``CLASSES`` (and ``PALETTE``)."""
+    if meta.get('dataset_meta'):
+        return dict(meta['dataset_meta'])
+    if meta.get('CLASSES') is None:
+        return None
+    out = dict(classes=tuple(meta['CLASSES']))
+    if meta.get('PALETTE') is not None:
+        out['palette'] = [tuple(c) for c in meta['PALETTE']]
+    return out
+
+
 def official_to_mm_checkpoint(src: str,
                               dst: str,
                               with_head: bool = True) -> Optional[str]:
-    """Write the authors' checkpoint ``src`` in our key names to ``dst``.
+    """Write the authors' checkpoint ``src`` in our key names to ``dst``:
+    an ImageNet classifier (``transx-t.pth.tar``) or a whole detector or
+    segmentor of theirs (mmdet 2.28 / mmseg 0.30), whose class names
+    (``CLASSES``, ``PALETTE``) become MMEngine's ``meta['dataset_meta']``.
 
-    The one converter: ``tools/model_converters/transxnet_to_mm.py`` and the
-    tools that hand a checkpoint to MMEngine's ``load_checkpoint``
-    (``tools/test.py``, ``tools/image_demo.py``, which cannot rename keys).
-    ``dst`` gets ``state_dict`` with an mmpretrain ImageClassifier's ``backbone.*`` and
+    Behind ``tools/model_converters/transxnet_to_mm.py`` (loading needs no
+    conversion: :func:`backbone_load_hook`). For a classifier ``dst`` gets ``state_dict`` with an mmpretrain ImageClassifier's ``backbone.*`` and
     ``head.fc.*`` (backbone only without ``with_head``) and ``meta`` (source
     file name, arch). Returns a one-line summary for the log, or None, writing
     nothing, when ``src`` does not hold the authors' keys (ours, or an
     MMEngine training checkpoint, which torch's safe loading rejects).
     """
     try:
-        state_dict = extract_state_dict(read_checkpoint(src))
+        ckpt = read_checkpoint(src)
     except ValueError:
         return None
+    state_dict = extract_state_dict(ckpt)
+    renamed = rename_authors_keys(state_dict, 'backbone.')
+    if renamed:  # their mmdet 2 / mmseg 0.x detector or segmentor
+        meta = ckpt.get('meta') or {}
+        made = {k: v for k, v in meta.items() if k.endswith('_version')}
+        os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
+        torch.save(dict(state_dict=state_dict, meta=dict(
+            source=osp.basename(src), dataset_meta=dataset_meta_of(meta),
+            **made)), dst)
+        arch, desc = describe_arch({k[len('backbone.'):]: v
+                                    for k, v in state_dict.items()
+                                    if k.startswith('backbone.')})
+        source = ', '.join(made.values()) or 'mmdet 2 / mmseg 0.x'
+        return (f'a whole model ({source}) with TransXNet-'
+                f'{(arch or "custom").upper()} ({desc}), {renamed} backbone '
+                f'keys renamed, {len(state_dict)} tensors')
     if not is_official(state_dict):
         return None
     converted, left_out = convert_official(state_dict, with_head=with_head)

@@ -26,7 +26,7 @@ from ..ops import (DWConv2d, LeanSequential, add_residual, biased_attention,
                    depthwise_conv2d, gelu_bn_dwconvs, gelu_bn_seq,
                    resize_pos_bias, scaled_branch, split_convs)
 from .compile import CompiledStages
-from .convert import load_pretrained
+from .convert import backbone_load_hook, load_pretrained
 from .validation import (check_bn_batch, check_compile_cfg,
                          check_frozen_stages, check_input, parse_arch,
                          parse_out_indices)
@@ -432,6 +432,10 @@ class TransXNet(CompiledStages, BaseModule):
             self.add_module(f'norm{i}', nn.GroupNorm(1, self.channels[i]))
         self.apply(self._init_module)
         self._freeze_stages()
+        # Every loader passes here: the authors' keys become ours, and a
+        # whole-model checkpoint without this backbone's weights stops.
+        self._register_load_state_dict_pre_hook(backbone_load_hook,
+                                                with_module=True)
 
     @staticmethod
     def _init_module(m: nn.Module) -> None:

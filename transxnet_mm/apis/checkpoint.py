@@ -1,0 +1,72 @@
+"""The one checkpoint loader of our tools: a whole model for testing or
+inference, loaded completely or not at all.
+
+It takes our MMEngine checkpoints and the authors' files as released: their
+ImageNet classifiers (``transx-t.pth.tar``, into an mmpretrain classifier)
+and their mmdet 2.28 / mmseg 0.30 detectors and segmentors
+(``retinanet_tiny.pth``, ``maskrcnn_small.pth``, ``sfpn_transxnet_base.pth``,
+...), whose backbone keys the backbone's own load hook renames
+(:func:`transxnet_mm.models.convert.backbone_load_hook`).
+"""
+import re
+
+from mmengine.model import is_model_wrapper
+from torch import nn
+
+from ..models.convert import (HEAD_KEYS, CheckpointMismatch,
+                              convert_official, dataset_meta_of,
+                              extract_state_dict, is_official,
+                              read_checkpoint)
+
+__all__ = ['load_model_checkpoint']
+
+
+def load_model_checkpoint(model: nn.Module, filename: str,
+                          logger=None) -> dict:
+    """Load every weight of ``model`` from ``filename``, or raise
+    :class:`CheckpointMismatch` naming the file, what it holds and what is
+    missing. Keys the model lacks are logged, not loaded. Returns the
+    checkpoint's meta (empty if none), with ``dataset_meta`` set from
+    mmdet 2 / mmseg 0.x ``CLASSES`` / ``PALETTE`` when present, and sets
+    the model's ``dataset_meta`` from it."""
+    if is_model_wrapper(model):
+        model = model.module
+    ckpt = read_checkpoint(filename)
+    state_dict = {re.sub(r'^module\.', '', k): v
+                  for k, v in extract_state_dict(ckpt).items()}
+    if is_official(state_dict) and any(
+            k.startswith(theirs) for theirs, _ in HEAD_KEYS
+            for k in state_dict) and hasattr(model, 'head'):
+        # the authors' ImageNet classifier into an mmpretrain classifier
+        state_dict = convert_official(state_dict, with_head=True)[0]
+    try:
+        result = model.load_state_dict(state_dict, strict=False)
+    except CheckpointMismatch as e:
+        raise CheckpointMismatch(f'{filename}: {e}') from None
+    except RuntimeError as e:  # shapes of the neck or heads
+        raise CheckpointMismatch(
+            f'{filename} does not fit this model (another dataset or '
+            f'head?): {e}') from None
+    missing = [k for k in result.missing_keys
+               if not k.endswith('num_batches_tracked')]
+    if missing:
+        parts = sorted({k.split('.')[0] for k in missing})
+        raise CheckpointMismatch(
+            f'{filename} lacks {len(missing)} weights of this model, in '
+            f'{", ".join(parts)} (e.g. {missing[:3]}): it was made for '
+            f'another model; use the config it was trained with.')
+    if result.unexpected_keys and logger is not None:
+        logger.warning(f'{filename}: {len(result.unexpected_keys)} keys this '
+                       f'model does not have were left out, e.g. '
+                       f'{result.unexpected_keys[:3]}')
+    meta = dict(ckpt.get('meta') or {})
+    dataset_meta = dataset_meta_of(meta)
+    if dataset_meta is not None:
+        meta['dataset_meta'] = dataset_meta
+        model.dataset_meta = dataset_meta
+    if logger is not None:
+        source = meta.get('mmdet_version') or meta.get('mmseg_version')
+        logger.info(f'Loaded all {len(model.state_dict())} weights of the '
+                    f'model from {filename}'
+                    + (f' (written by version {source})' if source else ''))
+    return meta
