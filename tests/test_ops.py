@@ -103,6 +103,17 @@ def test_one_type_test_for_the_norms():
     assert not training_batch_norm(nn.SyncBatchNorm(4, affine=False))
 
 
+def test_no_kernel_runs_where_it_has_not_been_verified():
+    """No GPU has run the kernels: CUDA gets PyTorch's own ops, and a
+    device outside a kernel's row (here 'meta') gets the plain op."""
+    from transxnet_mm.ops import applies
+    from transxnet_mm.ops.rules import KERNELS
+    assert all(rule.devices == {'cpu'} for rule in KERNELS.values())
+    x = torch.empty(1, 4, 8, 8, device='meta')
+    with torch.no_grad():
+        assert not any(applies(name, x) for name in KERNELS)
+
+
 def test_rules_decide_where_each_kernel_runs():
     """The table's devices and modes, and tracing, autocast and hooks."""
     from transxnet_mm.ops import applies
