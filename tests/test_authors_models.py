@@ -49,6 +49,20 @@ def our_config(authors: dict, kind: str) -> Config:
     return cfg
 
 
+def on_sample(cfg: Config, coco_sample: str, tmp_path) -> str:
+    """``cfg`` testing on the COCO sample, written to a file for
+    tools/test.py."""
+    cfg.test_dataloader.dataset.update(
+        data_root=coco_sample + '/',
+        ann_file='annotations/instances_val2017_sample.json',
+        data_prefix=dict(img='val2017/'))
+    cfg.test_evaluator.ann_file = osp.join(
+        coco_sample, 'annotations', 'instances_val2017_sample.json')
+    path = str(tmp_path / 'config.py')
+    cfg.dump(path)
+    return path
+
+
 def checkpoint(authors: dict, kind: str) -> str:
     return osp.join(authors['dir'], authors['models'][kind]['checkpoint'])
 
@@ -294,17 +308,10 @@ def test_detections_through_tools_test(authors, coco_sample, tmp_path, kind):
     """``tools/test.py CONFIG THEIR_FILE`` on the COCO sample: it evaluates
     (COCO AP) and its dumped predictions are the authors' stack's."""
     cfg = our_config(authors, kind)
-    cfg.test_dataloader.dataset.update(
-        data_root=coco_sample + '/',
-        ann_file='annotations/instances_val2017_sample.json',
-        data_prefix=dict(img='val2017/'))
-    cfg.test_evaluator.ann_file = osp.join(
-        coco_sample, 'annotations', 'instances_val2017_sample.json')
     cfg.test_dataloader.num_workers = 0
     cfg.test_dataloader.persistent_workers = False
-    path = tmp_path / 'config.py'
-    cfg.dump(str(path))
-    log = run_tool(['tools/test.py', str(path), checkpoint(authors, kind),
+    path = on_sample(cfg, coco_sample, tmp_path)
+    log = run_tool(['tools/test.py', path, checkpoint(authors, kind),
                     '--work-dir', str(tmp_path), '--out',
                     str(tmp_path / 'out.pkl')])
     assert 'bbox_mAP' in log
@@ -385,18 +392,10 @@ def test_incomplete_file_stops_our_loader(authors, tmp_path):
 
 def test_tools_test_stops_on_a_file_that_does_not_fit(authors, tmp_path,
                                                       coco_sample):
-    cfg = our_config(authors, 'mask_rcnn')
-    cfg.test_dataloader.dataset.update(
-        data_root=coco_sample + '/',
-        ann_file='annotations/instances_val2017_sample.json',
-        data_prefix=dict(img='val2017/'))
-    cfg.test_evaluator.ann_file = osp.join(
-        coco_sample, 'annotations', 'instances_val2017_sample.json')
-    path = tmp_path / 'config.py'
-    cfg.dump(str(path))
+    path = on_sample(our_config(authors, 'mask_rcnn'), coco_sample, tmp_path)
     import subprocess
     import sys
-    out = subprocess.run([sys.executable, 'tools/test.py', str(path),
+    out = subprocess.run([sys.executable, 'tools/test.py', path,
                           checkpoint(authors, 'retinanet'), '--work-dir',
                           str(tmp_path)], cwd=ROOT, capture_output=True,
                          text=True)

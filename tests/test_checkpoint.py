@@ -92,7 +92,7 @@ def test_converter_tool_round_trip(official_sd, image, tmp_path):
 def test_wrong_variant_is_named(official_sd, tmp_path):
     path = str(tmp_path / 'transx-s.pth.tar')
     torch.save({'state_dict': official_sd('s')}, path)
-    with pytest.raises(ValueError, match=r'looks like TransXNet-S .*model is '
+    with pytest.raises(ValueError, match=r'holds TransXNet-S .*backbone is '
                        r'TransXNet-T'):
         pretrained(path)
 

@@ -109,6 +109,27 @@ def rename_authors_keys(state_dict: Dict[str, Tensor],
     return renamed
 
 
+def check_variant(model: nn.Module, local: Dict[str, Tensor],
+                  source: str = 'The checkpoint', prefix: str = '') -> None:
+    """Raise :class:`CheckpointMismatch` when the backbone weights ``local``
+    (our names) are another variant's than ``model``'s, or another
+    backbone's: the variant they hold (from their shapes) and the fix."""
+    own = model.state_dict()
+    ours = 'TransXNet-' + _arch_name(model)
+    guess, desc = describe_arch(local)
+    mismatched = [k for k, v in local.items()
+                  if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if mismatched or (guess is not None and guess != _arch_name(model).lower()):
+        holds = f'TransXNet-{guess.upper()}' if guess else 'another backbone'
+        fix = (f"use the config of TransXNet-{guess.upper()} (or set "
+               f"model.backbone.arch='{guess}')" if guess else
+               f'use the checkpoint of a {ours} model')
+        raise CheckpointMismatch(
+            f'{source} holds {holds} ({desc}) but the model\'s backbone is '
+            f'{ours}: {fix}. First mismatched keys: '
+            f'{[prefix + k for k in mismatched[:3]]}')
+
+
 def check_backbone_weights(model: nn.Module, state_dict: Dict[str, Tensor],
                            prefix: str) -> None:
     """Raise :class:`CheckpointMismatch` unless ``state_dict`` (our names)
@@ -126,21 +147,13 @@ def check_backbone_weights(model: nn.Module, state_dict: Dict[str, Tensor],
             f"in model.backbone.init_cfg=dict(type='Pretrained', "
             f"checkpoint=...) for training; testing and inference need a "
             f'whole-model checkpoint (ours, or the authors\' COCO / ADE20K '
-            f'models).')
+            f'models). Their ImageNet classifier loads whole into our '
+            f'classification configs through tools/test.py and '
+            f'tools/image_demo.py; for mmpretrain\'s own APIs convert it '
+            f'first (tools/model_converters/transxnet_to_mm.py).')
     own = {k: v for k, v in model.state_dict().items()
            if not k.endswith('num_batches_tracked')}
-    guess, desc = describe_arch(local)
-    mismatched = [k for k, v in local.items()
-                  if k in own and tuple(v.shape) != tuple(own[k].shape)]
-    if mismatched or (guess is not None and guess != _arch_name(model).lower()):
-        holds = f'TransXNet-{guess.upper()}' if guess else 'another backbone'
-        fix = (f"use the config of TransXNet-{guess.upper()} (or set "
-               f"model.backbone.arch='{guess}')" if guess else
-               f'use the checkpoint of a {ours} model')
-        raise CheckpointMismatch(
-            f'The checkpoint holds {holds} ({desc}) but the model\'s backbone '
-            f'is {ours}: {fix}. First mismatched keys: '
-            f'{[prefix + k for k in mismatched[:3]]}')
+    check_variant(model, local, prefix=prefix)
     missing = [k for k in own if k not in local]
     if missing:
         norms = sorted({k.split('.')[0] for k in missing
@@ -374,17 +387,8 @@ def load_pretrained(model: nn.Module,
 
     own = model.state_dict()
     ours = model.__class__.__name__ + '-' + _arch_name(model)
-    guess, desc = describe_arch(state_dict)
-    mismatched = [
-        k for k, v in state_dict.items()
-        if k in own and tuple(v.shape) != tuple(own[k].shape)
-    ]
-    if mismatched or (guess is not None and guess != _arch_name(model).lower()):
-        looks = f'TransXNet-{guess.upper()}' if guess else 'another arch'
-        raise ValueError(
-            f'Checkpoint {path!r} looks like {looks} ({desc}) but the model is '
-            f'{ours}: set the backbone arch to match the checkpoint or use the '
-            f'checkpoint of {ours}. First mismatched keys: {mismatched[:5]}')
+    _, desc = describe_arch(state_dict)
+    check_variant(model, state_dict, source=f'Checkpoint {path!r}')
     is_out_norm = re.compile(r'norm\d+\.').match
     missing = [k for k in own if k not in state_dict and not is_out_norm(k)]
     if missing:
