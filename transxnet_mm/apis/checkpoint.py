@@ -8,8 +8,10 @@ and their mmdet 2.28 / mmseg 0.30 detectors and segmentors
 ...), whose backbone keys the backbone's own load hook renames
 (:func:`transxnet_mm.models.convert.backbone_load_hook`).
 """
+import logging
 import re
 
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from torch import nn
 
@@ -25,7 +27,8 @@ def load_model_checkpoint(model: nn.Module, filename: str,
                           logger=None) -> dict:
     """Load every weight of ``model`` from ``filename``, or raise
     :class:`CheckpointMismatch` naming the file, what it holds and what is
-    missing. Keys the model lacks are logged, not loaded. Returns the
+    missing. Keys the model lacks are left out, with a warning. What was
+    loaded is logged (to ``logger``, else printed). Returns the
     checkpoint's meta (empty if none), with ``dataset_meta`` set from
     mmdet 2 / mmseg 0.x ``CLASSES`` / ``PALETTE`` when present, and sets
     the model's ``dataset_meta`` from it."""
@@ -34,11 +37,19 @@ def load_model_checkpoint(model: nn.Module, filename: str,
     ckpt = read_checkpoint(filename)
     state_dict = {re.sub(r'^module\.', '', k): v
                   for k, v in extract_state_dict(ckpt).items()}
+    meta = dict(ckpt.get('meta') or {})
+    theirs = None
     if is_official(state_dict) and any(
-            k.startswith(theirs) for theirs, _ in HEAD_KEYS
+            k.startswith(head) for head, _ in HEAD_KEYS
             for k in state_dict) and hasattr(model, 'head'):
         # the authors' ImageNet classifier into an mmpretrain classifier
         state_dict = convert_official(state_dict, with_head=True)[0]
+        theirs = 'converted to our names (their ImageNet classifier)'
+    elif is_official({k.partition('.')[2]: v for k, v in state_dict.items()
+                      if k.startswith('backbone.')}):
+        made = ', '.join(v for k, v in meta.items() if k.endswith('_version'))
+        theirs = (f'renamed to ours by the backbone (their '
+                  f'{made or "mmdet 2 / mmseg 0.x"} model)')
     try:
         result = model.load_state_dict(state_dict, strict=False)
     except CheckpointMismatch as e:
@@ -55,18 +66,17 @@ def load_model_checkpoint(model: nn.Module, filename: str,
             f'{filename} lacks {len(missing)} weights of this model, in '
             f'{", ".join(parts)} (e.g. {missing[:3]}): it was made for '
             f'another model; use the config it was trained with.')
-    if result.unexpected_keys and logger is not None:
-        logger.warning(f'{filename}: {len(result.unexpected_keys)} keys this '
-                       f'model does not have were left out, e.g. '
-                       f'{result.unexpected_keys[:3]}')
-    meta = dict(ckpt.get('meta') or {})
+    if result.unexpected_keys:
+        print_log(f'{filename}: {len(result.unexpected_keys)} keys this model '
+                  f'does not have were left out, e.g. '
+                  f'{result.unexpected_keys[:3]}', logger=logger,
+                  level=logging.WARNING)
     dataset_meta = dataset_meta_of(meta)
     if dataset_meta is not None:
         meta['dataset_meta'] = dataset_meta
         model.dataset_meta = dataset_meta
-    if logger is not None:
-        source = meta.get('mmdet_version') or meta.get('mmseg_version')
-        logger.info(f'Loaded all {len(model.state_dict())} weights of the '
-                    f'model from {filename}'
-                    + (f' (written by version {source})' if source else ''))
+    print_log((f"{filename} holds the authors' TransXNet keys: {theirs}; "
+               if theirs else f'{filename}: ')
+              + f'loaded all {len(model.state_dict())} weights of the model',
+              logger=logger)
     return meta
