@@ -8,7 +8,8 @@ import sys
 import pytest
 import torch
 # Every test's peak memory, bounded and reported (the fixture and hook).
-from memory_guard import peak_memory, pytest_terminal_summary  # noqa: F401
+from memory_guard import (peak_memory, pytest_collection_finish,  # noqa: F401
+                          pytest_terminal_summary)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # The authors' checkpoint key lists, the generator of deterministic random

@@ -4,9 +4,10 @@ Each test's own peak is the process's resident high-water mark (VmHWM),
 reset before the test (``/proc/self/clear_refs``); its subprocesses' peak is
 the largest resident size of a child it waited for
 (``RUSAGE_CHILDREN``, which only grows: a test is charged with it when it
-raised it). A test over its bound fails at teardown, so a run cannot pass by
-luck on a machine with memory to spare; the largest peaks are printed at
-the end of the run.
+raised it). A test over the run's bound (``LIMITS_MB``: the fast tier's when
+no slow test runs) fails at teardown, so a run cannot pass by luck on a
+machine with memory to spare; the largest peaks are printed at the end of
+the run.
 
 Before each test the garbage collector runs and glibc hands freed heap
 memory back to the system (``malloc_trim``), so that what an earlier test
@@ -20,9 +21,11 @@ from typing import List, Optional, Tuple
 
 import pytest
 
-# Peak resident memory, MB, for a test of the fast tier and for a slow one
-# (the suite runs on machines of 24 GB, often beside other work).
-LIMITS_MB = {'fast': 3072, 'slow': 6144}
+# Peak resident memory, MB, of every process of a run of the fast tier
+# (``-m "not slow"``) and of a run with the slow tests (the suite runs on
+# machines of 24 GB, often beside other work).
+LIMITS_MB = {'fast tier': 3072, 'whole suite': 6144}
+_run = {'tier': 'whole suite'}
 _peaks: List[Tuple[float, str]] = []
 _growth: List[Tuple[float, str]] = []  # resident memory a test left behind
 _libc = ctypes.CDLL(ctypes.util.find_library('c') or None)
@@ -65,6 +68,12 @@ def _children_peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
+def pytest_collection_finish(session):
+    """The bound of this run: the fast tier's when no slow test runs."""
+    if not any(item.get_closest_marker('slow') for item in session.items):
+        _run['tier'] = 'fast tier'
+
+
 @pytest.fixture(autouse=True)
 def peak_memory(request):
     """Fail the test if it, or a process it started, went over its bound."""
@@ -74,7 +83,7 @@ def peak_memory(request):
     children_before = _children_peak_mb()
     yield
     own, children = _own_peak_mb(), _children_peak_mb()
-    tier = 'slow' if request.node.get_closest_marker('slow') else 'fast'
+    tier = _run['tier']
     limit = LIMITS_MB[tier]
     found = []
     if own is not None and (own_before is None or own > own_before):
@@ -88,8 +97,8 @@ def peak_memory(request):
         _growth.append((_own_rss_mb() - rss_before, request.node.nodeid))
     over = [f'{what} {mb:.0f} MB' for what, mb in found if mb > limit]
     if over:
-        pytest.fail(f'peak resident memory over the {limit} MB bound of a '
-                    f'{tier} test: {", ".join(over)}', pytrace=False)
+        pytest.fail(f'peak resident memory over the {limit} MB bound of the '
+                    f'{tier}: {", ".join(over)}', pytrace=False)
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -99,8 +108,8 @@ def pytest_terminal_summary(terminalreporter):
     for mb, what in sorted(_peaks, reverse=True)[:5]:
         terminalreporter.write_line(f'{mb:8.0f}  {what}')
     terminalreporter.write_line(
-        f'bounds: {LIMITS_MB["fast"]} MB a fast test, {LIMITS_MB["slow"]} MB '
-        f'a slow one (tests/memory_guard.py)')
+        f'bound of this run ({_run["tier"]}): {LIMITS_MB[_run["tier"]]} MB a '
+        f'process (tests/memory_guard.py)')
     if _growth:
         terminalreporter.write_line(
             f'pytest process at the end: {_own_rss_mb():.0f} MB resident; '
