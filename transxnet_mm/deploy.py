@@ -529,7 +529,13 @@ def load_torch_state(model: nn.Module, onnx_file: str) -> None:
             f'{path} does not exist: export_onnx.py writes the weights of '
             f'the RoI heads, which run in PyTorch, beside {onnx_file}; '
             f'export again or copy that file along')
-    model.load_state_dict(torch.load(path, map_location='cpu'), strict=False)
+    state = torch.load(path, map_location='cpu')
+    # The file holds whole parts of the model (the RoI heads): each part is
+    # loaded completely, the others (in the ONNX file) are left alone.
+    for part in sorted({k.split('.', 1)[0] for k in state}):
+        getattr(model, part).load_state_dict({
+            k[len(part) + 1:]: v for k, v in state.items()
+            if k.startswith(part + '.')})
 
 
 class OnnxModel:
