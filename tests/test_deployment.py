@@ -60,7 +60,7 @@ _EXPORTED = {}
 
 def exported(kind: str, tmp_dir: str):
     """The stressed one-block model of ``kind``, its task and its --dynamic
-    ONNX file in onnxruntime, exported at 64x96 once per test session."""
+    ONNX file in onnxruntime, exported at 64x96 once per test module."""
     if kind not in _EXPORTED:
         model, task = stressed(CONFIGS[kind])
         path = osp.join(tmp_dir, f'{kind}.onnx')
@@ -72,8 +72,9 @@ def exported(kind: str, tmp_dir: str):
 
 
 @pytest.fixture(scope='module')
-def onnx_dir(tmp_path_factory) -> str:
-    return str(tmp_path_factory.mktemp('onnx'))
+def onnx_dir(tmp_path_factory):
+    yield str(tmp_path_factory.mktemp('onnx'))
+    _EXPORTED.clear()  # the models and sessions are not kept for the suite
 
 
 @pytest.mark.slow

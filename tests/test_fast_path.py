@@ -55,7 +55,10 @@ def _reference_grads(sd, x, weights, dtype):
 
 
 @pytest.mark.parametrize('arch,shape,kernels', [
-    pytest.param('t', (2, 512, 512), True, marks=pytest.mark.slow),
+    # 2x384x384: the config-level training benchmarks' size; at 2x512x512
+    # the authors' float32 computation beside ours peaked over the suite's
+    # 6 GB bound (tests/memory_guard.py)
+    pytest.param('t', (2, 384, 384), True, marks=pytest.mark.slow),
     ('t', (2, 250, 330), True),
     pytest.param('t', (2, 250, 330), False, marks=pytest.mark.slow),
     pytest.param('s', (2, 130, 170), True, marks=pytest.mark.slow),
