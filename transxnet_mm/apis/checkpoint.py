@@ -6,7 +6,7 @@ ImageNet classifiers (``transx-t.pth.tar``, into an mmpretrain classifier)
 and their mmdet 2.28 / mmseg 0.30 detectors and segmentors
 (``retinanet_tiny.pth``, ``maskrcnn_small.pth``, ``sfpn_transxnet_base.pth``,
 ...), whose backbone keys the backbone's own load hook renames
-(:func:`transxnet_mm.models.convert.backbone_load_hook`).
+(:func:`transxnet_mm.models.load_hook.backbone_load_hook`).
 """
 import logging
 import re

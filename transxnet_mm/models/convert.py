@@ -115,11 +115,11 @@ def check_variant(model: nn.Module, local: Dict[str, Tensor],
     (our names) are another variant's than ``model``'s, or another
     backbone's: the variant they hold (from their shapes) and the fix."""
     own = model.state_dict()
-    ours = 'TransXNet-' + _arch_name(model)
+    ours = 'TransXNet-' + arch_name(model)
     guess, desc = describe_arch(local)
     mismatched = [k for k, v in local.items()
                   if k in own and tuple(v.shape) != tuple(own[k].shape)]
-    if mismatched or (guess is not None and guess != _arch_name(model).lower()):
+    if mismatched or (guess is not None and guess != arch_name(model).lower()):
         holds = f'TransXNet-{guess.upper()}' if guess else 'another backbone'
         fix = (f"use the config of TransXNet-{guess.upper()} (or set "
                f"model.backbone.arch='{guess}')" if guess else
@@ -128,58 +128,6 @@ def check_variant(model: nn.Module, local: Dict[str, Tensor],
             f'{source} holds {holds} ({desc}) but the model\'s backbone is '
             f'{ours}: {fix}. First mismatched keys: '
             f'{[prefix + k for k in mismatched[:3]]}')
-
-
-def check_backbone_weights(model: nn.Module, state_dict: Dict[str, Tensor],
-                           prefix: str) -> None:
-    """Raise :class:`CheckpointMismatch` unless ``state_dict`` (our names)
-    holds every weight of the backbone ``model`` under ``prefix``, with its
-    shapes: the message names the variant the file holds and the fix."""
-    local = {k[len(prefix):]: v for k, v in state_dict.items()
-             if k.startswith(prefix)}
-    where = f"'{prefix}*'"
-    ours = 'TransXNet-' + _arch_name(model)
-    if not local:
-        raise CheckpointMismatch(
-            f'The checkpoint has no weights for the backbone ({where}), so '
-            f'{ours} would stay randomly initialised. A backbone-only '
-            f"(ImageNet) file such as the authors' transx-*.pth.tar belongs "
-            f"in model.backbone.init_cfg=dict(type='Pretrained', "
-            f"checkpoint=...) for training; testing and inference need a "
-            f'whole-model checkpoint (ours, or the authors\' COCO / ADE20K '
-            f'models). Their ImageNet classifier loads whole into our '
-            f'classification configs through tools/test.py and '
-            f'tools/image_demo.py; for mmpretrain\'s own APIs convert it '
-            f'first (tools/model_converters/transxnet_to_mm.py).')
-    own = {k: v for k, v in model.state_dict().items()
-           if not k.endswith('num_batches_tracked')}
-    check_variant(model, local, prefix=prefix)
-    missing = [k for k in own if k not in local]
-    if missing:
-        norms = sorted({k.split('.')[0] for k in missing
-                        if re.match(r'norm\d+\.', k)})
-        why = (f'; it has no output norm {", ".join(norms)}: it was made '
-               f'for other out_indices (the authors\' RetinaNet outputs '
-               f'stages 1-3 only), so use the config it was made with'
-               if norms and len(norms) * 2 == len(missing) else '')
-        raise CheckpointMismatch(
-            f'The checkpoint lacks {len(missing)} of the {len(own)} weights '
-            f'of the backbone {ours} ({where}), e.g. '
-            f'{[prefix + k for k in missing[:3]]}{why}.')
-
-
-def backbone_load_hook(module: nn.Module, state_dict: Dict[str, Tensor],
-                       prefix: str, *args) -> None:
-    """The load-state-dict pre-hook of our backbone, so that every loader
-    (MMEngine's ``load_checkpoint``, ``load_from``, the toolboxes' APIs,
-    ``nn.Module.load_state_dict``) takes the authors' files: their keys
-    are renamed to ours; and when the backbone is part of a larger model
-    (``prefix`` not empty: a detector, segmentor or classifier), a file
-    without all of its weights, or with another variant's, stops the load
-    instead of leaving a randomly initialised backbone."""
-    rename_authors_keys(state_dict, prefix)
-    if prefix:
-        check_backbone_weights(module, state_dict, prefix)
 
 
 def convert_official(
@@ -306,9 +254,10 @@ def official_to_mm_checkpoint(src: str,
     (``CLASSES``, ``PALETTE``) become MMEngine's ``meta['dataset_meta']``.
 
     Behind ``tools/model_converters/transxnet_to_mm.py`` (loading needs no
-    conversion: :func:`backbone_load_hook`). For a classifier ``dst`` gets ``state_dict`` with an mmpretrain ImageClassifier's ``backbone.*`` and
-    ``head.fc.*`` (backbone only without ``with_head``) and ``meta`` (source
-    file name, arch). Returns a one-line summary for the log, or None, writing
+    conversion: :func:`.load_hook.backbone_load_hook`). For a classifier
+    ``dst`` gets ``state_dict`` with an mmpretrain ImageClassifier's
+    ``backbone.*`` and ``head.fc.*`` (backbone only without ``with_head``)
+    and ``meta`` (source file name, arch). Returns a one-line summary for the log, or None, writing
     nothing, when ``src`` does not hold the authors' keys (ours, or an
     MMEngine training checkpoint, which torch's safe loading rejects).
     """
@@ -386,7 +335,7 @@ def load_pretrained(model: nn.Module,
             state_dict = sub
 
     own = model.state_dict()
-    ours = model.__class__.__name__ + '-' + _arch_name(model)
+    ours = model.__class__.__name__ + '-' + arch_name(model)
     _, desc = describe_arch(state_dict)
     check_variant(model, state_dict, source=f'Checkpoint {path!r}')
     is_out_norm = re.compile(r'norm\d+\.').match
@@ -417,7 +366,7 @@ def load_pretrained(model: nn.Module,
             f'{", ".join(new_norms) or "none"}.')
 
 
-def _arch_name(model: nn.Module) -> str:
+def arch_name(model: nn.Module) -> str:
     arch = getattr(model, 'arch', None)
     for name, setting in _arch_settings().items():
         if len(name) == 1 and setting == arch:

@@ -26,7 +26,8 @@ from ..ops import (DWConv2d, LeanSequential, add_residual, biased_attention,
                    depthwise_conv2d, gelu_bn_dwconvs, gelu_bn_seq,
                    resize_pos_bias, scaled_branch, split_convs)
 from .compile import CompiledStages
-from .convert import backbone_load_hook, load_pretrained
+from .convert import load_pretrained
+from .load_hook import backbone_load_hook
 from .validation import (check_bn_batch, check_compile_cfg,
                          check_frozen_stages, check_input, parse_arch,
                          parse_out_indices)

@@ -1,0 +1,64 @@
+"""The load-state-dict pre-hook of our backbone: the one place every loader
+passes through (MMEngine's ``load_checkpoint``, ``load_from``, the
+toolboxes' APIs, ``nn.Module.load_state_dict``). The authors' keys become
+ours, and a whole-model checkpoint without this backbone's weights stops.
+"""
+import re
+from typing import Dict
+
+from torch import Tensor, nn
+
+from .convert import (CheckpointMismatch, arch_name, check_variant,
+                      rename_authors_keys)
+
+
+def check_backbone_weights(model: nn.Module, state_dict: Dict[str, Tensor],
+                           prefix: str) -> None:
+    """Raise :class:`CheckpointMismatch` unless ``state_dict`` (our names)
+    holds every weight of the backbone ``model`` under ``prefix``, with its
+    shapes: the message names the variant the file holds and the fix."""
+    local = {k[len(prefix):]: v for k, v in state_dict.items()
+             if k.startswith(prefix)}
+    where = f"'{prefix}*'"
+    ours = 'TransXNet-' + arch_name(model)
+    if not local:
+        raise CheckpointMismatch(
+            f'The checkpoint has no weights for the backbone ({where}), so '
+            f'{ours} would stay randomly initialised. A backbone-only '
+            f"(ImageNet) file such as the authors' transx-*.pth.tar belongs "
+            f"in model.backbone.init_cfg=dict(type='Pretrained', "
+            f"checkpoint=...) for training; testing and inference need a "
+            f'whole-model checkpoint (ours, or the authors\' COCO / ADE20K '
+            f'models). Their ImageNet classifier loads whole into our '
+            f'classification configs through tools/test.py and '
+            f'tools/image_demo.py; for mmpretrain\'s own APIs convert it '
+            f'first (tools/model_converters/transxnet_to_mm.py).')
+    own = {k: v for k, v in model.state_dict().items()
+           if not k.endswith('num_batches_tracked')}
+    check_variant(model, local, prefix=prefix)
+    missing = [k for k in own if k not in local]
+    if missing:
+        norms = sorted({k.split('.')[0] for k in missing
+                        if re.match(r'norm\d+\.', k)})
+        why = (f'; it has no output norm {", ".join(norms)}: it was made '
+               f'for other out_indices (the authors\' RetinaNet outputs '
+               f'stages 1-3 only), so use the config it was made with'
+               if norms and len(norms) * 2 == len(missing) else '')
+        raise CheckpointMismatch(
+            f'The checkpoint lacks {len(missing)} of the {len(own)} weights '
+            f'of the backbone {ours} ({where}), e.g. '
+            f'{[prefix + k for k in missing[:3]]}{why}.')
+
+
+def backbone_load_hook(module: nn.Module, state_dict: Dict[str, Tensor],
+                       prefix: str, *args) -> None:
+    """The load-state-dict pre-hook of our backbone, so that every loader
+    (MMEngine's ``load_checkpoint``, ``load_from``, the toolboxes' APIs,
+    ``nn.Module.load_state_dict``) takes the authors' files: their keys
+    are renamed to ours; and when the backbone is part of a larger model
+    (``prefix`` not empty: a detector, segmentor or classifier), a file
+    without all of its weights, or with another variant's, stops the load
+    instead of leaving a randomly initialised backbone."""
+    rename_authors_keys(state_dict, prefix)
+    if prefix:
+        check_backbone_weights(module, state_dict, prefix)
