@@ -67,7 +67,7 @@ def pytest_collection_modifyitems(config, items):
         for key in VARIANT_PARAMS:
             value = params.get(key)
             if isinstance(value, str) and (value in ('s', 'b') or re.search(
-                    r'transxnet_[sb](_|\.py$|$)', value)):
+                    r'transxnet[_-][sb](_|\.py$|$)', value)):
                 item.add_marker(pytest.mark.slow)
                 break
 
@@ -243,7 +243,7 @@ def load_config(name: str):
 def variant_of(name: str) -> str:
     """'t', 's' or 'b' from a config or model name."""
     import re
-    return re.search(r'transxnet_([tsb])(_|$)', name).group(1)
+    return re.search(r'transxnet[_-]([tsb])(_|$)', name).group(1)
 
 
 def build_structure(cfg, device: str = 'meta'):

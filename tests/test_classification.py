@@ -32,7 +32,7 @@ def eval_resize(variant: str) -> int:
 
 
 def config(variant: str) -> Config:
-    return Config.fromfile(config_file(f'transxnet_{variant}_in1k'))
+    return Config.fromfile(config_file(f'transxnet-{variant}_in1k'))
 
 
 def build_classifier(cfg: Config, device: str = 'cpu') -> torch.nn.Module:
@@ -289,6 +289,66 @@ def test_authors_checkpoint_loads_completely_with_their_logits(
     assert logits.shape == expected.shape == (1, 1000)
     assert (logits - expected).abs().max() / expected.abs().max() < 1e-4
     assert expected.std() > 0.1 * expected.abs().max()  # not a flat output
+
+
+@pytest.fixture
+def release_url(authors_ckpt, monkeypatch):
+    """The authors' release URL of transx-t.pth.tar, served from the local
+    file (with timm's argparse.Namespace beside the weights, as released)
+    instead of GitHub: MMEngine's http download is replaced."""
+    import argparse
+
+    from transxnet_mm.apis import AUTHORS_RELEASE, checkpoint
+    ckpt = torch.load(authors_ckpt, weights_only=True)
+    ckpt['args'] = argparse.Namespace(model='transxnet_t')
+    torch.save(ckpt, authors_ckpt)
+    urls = []
+
+    def download(url, map_location=None):
+        urls.append(url)
+        return torch.load(authors_ckpt, map_location=map_location)
+
+    monkeypatch.setattr(checkpoint, 'load_from_http', download)
+    url = AUTHORS_RELEASE + 'v1.0/transx-t.pth.tar'
+    yield url
+    assert urls and set(urls) == {url}
+
+
+def test_classifier_by_name_in_mmpretrain(release_url, official_sd,
+                                          coco_images):
+    """After ``import transxnet_mm``: mmpretrain's get_model and inferencer
+    find 'transxnet-t_in1k' and load the authors' file from the metafile's
+    URL, giving their logits."""
+    import mmpretrain
+    from mmpretrain import ImageClassificationInferencer
+    assert {'transxnet-t_in1k', 'transxnet-s_in1k', 'transxnet-b_in1k'} <= \
+        set(mmpretrain.list_models('transxnet*'))
+    metainfo = mmpretrain.ModelHub.get('transxnet-t_in1k')
+    assert metainfo.weights == release_url
+    model = mmpretrain.get_model('transxnet-t_in1k', pretrained=True)
+    x = torch.randn(1, 3, 96, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits = model(x, mode='tensor')
+        expected = authors_logits(official_sd('t'), x)
+    assert (logits - expected).abs().max() / expected.abs().max() < 1e-4
+    result = ImageClassificationInferencer('transxnet-t_in1k')(
+        coco_images[0])[0]
+    assert result['pred_scores'].shape == (1000, )
+    assert 0 <= result['pred_label'] < 1000
+
+
+def test_backbone_from_the_release_url_is_the_files(release_url, official_sd):
+    """A dense config's backbone init_cfg with the authors' URL: their
+    backbone weights, the output norms fresh (not the classifier's
+    GroupNorm), as from the local file."""
+    from transxnet_mm.models import TransXNet
+    model = TransXNet('t', init_cfg=dict(type='Pretrained',
+                                         checkpoint=release_url))
+    model.init_weights()
+    sd = official_sd('t')
+    assert torch.equal(model.stages[3].relative_pos_bias,
+                       sd['relative_pos_enc.3'])
+    assert torch.equal(model.norm3.weight, torch.ones(448))
 
 
 def test_non_authors_checkpoints_are_left_alone(authors_ckpt, tmp_path):

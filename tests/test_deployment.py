@@ -28,7 +28,7 @@ ONE_BLOCK = {'model.backbone.arch': dict(
     sr_ratios=[8, 4, 2, 1], num_heads=[1, 2, 4, 8], mlp_ratios=[4, 4, 4, 4],
     layer_scale_init=1e-5)}
 CONFIGS = {
-    'cls': 'configs/transxnet_t_in1k.py',
+    'cls': 'configs/transxnet-t_in1k.py',
     'seg': 'configs/fpn_transxnet_t_ade20k.py',
     'retinanet': 'configs/retinanet_transxnet_t.py',
 }

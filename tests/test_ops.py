@@ -407,7 +407,7 @@ def test_no_import_circle():
 @pytest.mark.parametrize('name', [
     'retinanet_transxnet_t',
     *(pytest.param(n, marks=pytest.mark.slow) for n in (
-        'mask_rcnn_transxnet_t', 'fpn_transxnet_t_ade20k', 'transxnet_t_in1k'))
+        'mask_rcnn_transxnet_t', 'fpn_transxnet_t_ade20k', 'transxnet-t_in1k'))
 ])
 def test_fused_gelu_bn_serves_the_paper_configs_norms(name, monkeypatch):
     """The paper configs set SyncBN, which MMEngine's runner reverts to

@@ -155,7 +155,7 @@ def scopes(cfg) -> set:
 @pytest.mark.parametrize('base,override,model_type', [
     ('retinanet_transxnet_t.py',
      'model = dict(bbox_head=dict(num_classes=3))', 'RetinaNet'),
-    ('transxnet_t_in1k.py',
+    ('transxnet-t_in1k.py',
      'model = dict(head=dict(num_classes=10))', 'ImageClassifier'),
 ])
 def test_downstream_config_builds_from_the_editable_install(

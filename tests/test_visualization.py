@@ -18,7 +18,7 @@ from transxnet_mm.visualization import (build_model, erf_maps, erf_score,
                                         list_images, load_image,
                                         resolve_layers, to_input)
 
-CLS_CONFIG = config_file('transxnet_t_in1k.py')
+CLS_CONFIG = config_file('transxnet-t_in1k.py')
 DET_CONFIG = config_file('retinanet_transxnet_t.py')
 
 

@@ -120,7 +120,7 @@ def test_metafile_results_are_the_papers(models):
     PAPER_VARIANTS); the configs not in the paper list none."""
     paper = dict(PAPER_RESULTS)
     for v, p in PAPER_VARIANTS.items():
-        paper[f'transxnet_{v}_in1k'] = dict(top1=p['top1'], flops=p['flops'])
+        paper[f'transxnet-{v}_in1k'] = dict(top1=p['top1'], flops=p['flops'])
     for name, m in models.items():
         metrics = {k: v for r in m.get('Results') or []
                    for k, v in r['Metrics'].items()}
@@ -392,8 +392,8 @@ def test_layer_decay_example_scales_lr_by_depth():
     x rate ** (layers - depth - 1), the stem's the smallest and the head's
     the base; the no-decay set is the base recipe's; the backbone starts
     from the authors' T checkpoint."""
-    cfg = load_config('transxnet_t_in1k_layer-decay-example')
-    base = load_config('transxnet_t_in1k')
+    cfg = load_config('transxnet-t_in1k_layer-decay-example')
+    base = load_config('transxnet-t_in1k')
     model, _ = build_structure(cfg)
     wrapper, decay = weight_decays(model, cfg)
     rate = cfg.optim_wrapper.paramwise_cfg.layer_decay_rate

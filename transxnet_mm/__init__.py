@@ -12,9 +12,13 @@ weight initialiser (``init.py``) and the ``FullBatchSampler`` batch sampler
 (``_base_ = 'transxnet_mm::retinanet_transxnet_t.py'``,
 ``config_lookup.py``). torch's ``weights_only`` loading is let to read numpy
 scalars, which the authors' mmseg 0.30 checkpoints hold
-(``torch_compat.allow_numpy_scalars``).
+(``torch_compat.allow_numpy_scalars``). MMEngine's checkpoint loader reads
+the authors' release URLs (``apis/checkpoint.py``), and mmpretrain's
+``get_model`` / inferencers find our classifiers by name
+(``transxnet-t_in1k``, ``apis/hub.py``).
 """
 from . import config_lookup
+from .apis import register_model_index
 from .init import PyTorchDefaultInit
 from .models import TransXNet
 from .samplers import FullBatchSampler
@@ -24,6 +28,7 @@ from .version import __version__
 
 config_lookup.enable()
 allow_numpy_scalars()  # the authors' mmseg 0.30 files (see its docstring)
+register_model_index()
 
 __all__ = [
     'TransXNet', 'AlignResize', 'PyTorchDefaultInit', 'FullBatchSampler',

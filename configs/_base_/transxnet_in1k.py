@@ -1,6 +1,6 @@
 # ImageNet-1K classification with a TransXNet backbone: the authors' timm
 # recipe (their train.py and scripts/train_*.sh, timm 0.6.12) in mmpretrain
-# 1.2.0 terms. The leaf configs (transxnet_{t,s,b}_in1k.py) set the variant.
+# 1.2.0 terms. The leaf configs (transxnet-{t,s,b}_in1k.py) set the variant.
 #
 # Model: the authors' classifier is GroupNorm(1) -> global average pool ->
 # 1x1 conv. Here the GroupNorm is the backbone's output norm of the last stage

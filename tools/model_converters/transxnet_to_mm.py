@@ -4,7 +4,7 @@
 
 The output is an mmpretrain ImageClassifier checkpoint (``backbone.*`` and
 ``head.fc.*``) that loads completely with
-``configs/transxnet_*_in1k.py``. For
+``configs/transxnet-*_in1k.py``. For
 detection and segmentation use it as the backbone's
 ``init_cfg=dict(type='Pretrained', checkpoint=OUT, prefix='backbone.')``, or
 point ``init_cfg`` at the authors' file directly: both load every backbone

@@ -8,19 +8,49 @@ and their mmdet 2.28 / mmseg 0.30 detectors and segmentors
 ...), whose backbone keys the backbone's own load hook renames
 (:func:`transxnet_mm.models.load_hook.backbone_load_hook`).
 """
+import argparse
 import logging
+import os.path as osp
 import re
 
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
+from mmengine.runner.checkpoint import CheckpointLoader, load_from_http
 from torch import nn
 
-from ..models.convert import (HEAD_KEYS, CheckpointMismatch,
-                              convert_official, dataset_meta_of,
-                              extract_state_dict, is_official,
+from ..models.convert import (CheckpointMismatch, convert_official,
+                              dataset_meta_of, extract_state_dict,
+                              is_authors_classifier, is_official,
                               read_checkpoint)
+from ..torch_compat import safe_globals
 
-__all__ = ['load_model_checkpoint']
+__all__ = ['load_model_checkpoint', 'AUTHORS_RELEASE']
+
+# Where the authors' files are released (their README, tag v1.0).
+AUTHORS_RELEASE = 'https://github.com/LMMMEng/TransXNet/releases/download/'
+
+
+@CheckpointLoader.register_scheme(prefixes=AUTHORS_RELEASE)
+def load_authors_release(filename: str, map_location=None) -> dict:
+    """MMEngine's loader for the authors' release URLs, so that loaders we
+    do not call ourselves take their files by URL, e.g.
+    ``mmpretrain.get_model('transxnet-t_in1k', pretrained=True)``.
+
+    Downloaded and cached as MMEngine's ``http`` loader does; timm's
+    ``argparse.Namespace`` of training arguments is allowed for this load.
+    An ImageNet classifier comes back as an mmpretrain ImageClassifier's
+    state dict (``backbone.*``, ``head.fc.*``): a model's load hooks see
+    only their own part of a state dict, so the backbone's hook cannot
+    move the authors' top-level classifier keys. Their COCO / ADE20K
+    models come back as released (the backbone's hook renames them).
+    """
+    with safe_globals([argparse.Namespace]):
+        ckpt = load_from_http(filename, map_location=map_location)
+    state_dict = extract_state_dict(ckpt)
+    if not is_authors_classifier(state_dict):
+        return ckpt
+    return dict(state_dict=convert_official(state_dict, with_head=True)[0],
+                meta=dict(source=osp.basename(filename)))
 
 
 def load_model_checkpoint(model: nn.Module, filename: str,
@@ -39,9 +69,7 @@ def load_model_checkpoint(model: nn.Module, filename: str,
                   for k, v in extract_state_dict(ckpt).items()}
     meta = dict(ckpt.get('meta') or {})
     theirs = None
-    if is_official(state_dict) and any(
-            k.startswith(head) for head, _ in HEAD_KEYS
-            for k in state_dict) and hasattr(model, 'head'):
+    if is_authors_classifier(state_dict) and hasattr(model, 'head'):
         # the authors' ImageNet classifier into an mmpretrain classifier
         state_dict = convert_official(state_dict, with_head=True)[0]
         theirs = 'converted to our names (their ImageNet classifier)'

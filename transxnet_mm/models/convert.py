@@ -77,6 +77,12 @@ def is_official(state_dict: Dict[str, Tensor]) -> bool:
     return any(k.startswith(('network.', 'patch_embed.')) for k in state_dict)
 
 
+def is_authors_classifier(state_dict: Dict[str, Tensor]) -> bool:
+    """Whether the keys are the authors' ImageNet classifier (``transx-*``)."""
+    return is_official(state_dict) and any(
+        k.startswith(head) for head, _ in HEAD_KEYS for k in state_dict)
+
+
 class CheckpointMismatch(ValueError):
     """A checkpoint that does not fit the model it is loaded into."""
 
@@ -315,6 +321,7 @@ def load_pretrained(model: nn.Module,
     full-model checkpoint). Output norms absent from the file are new and
     initialised to weight 1, bias 0, as in the authors' dense models.
     """
+    is_out_norm = re.compile(r'norm\d+\.').match
     state_dict = extract_state_dict(read_checkpoint(path))
     fmt = "authors'" if is_official(state_dict) else 'mm'
     if fmt == "authors'":
@@ -332,13 +339,18 @@ def load_pretrained(model: nn.Module,
                 raise ValueError(f'No key of checkpoint {path!r} starts with '
                                  f'prefix {prefix!r}.')
             left_out = [k for k in state_dict if not k.startswith(prefix)]
+            if any(k.startswith('head.') for k in left_out):
+                # an ImageNet classifier: its last norm is the classifier's
+                # (before the pool), which the authors' dense models do not
+                # take either (their output norms start fresh)
+                left_out += [prefix + k for k in sub if is_out_norm(k)]
+                sub = {k: v for k, v in sub.items() if not is_out_norm(k)}
             state_dict = sub
 
     own = model.state_dict()
     ours = model.__class__.__name__ + '-' + arch_name(model)
     _, desc = describe_arch(state_dict)
     check_variant(model, state_dict, source=f'Checkpoint {path!r}')
-    is_out_norm = re.compile(r'norm\d+\.').match
     missing = [k for k in own if k not in state_dict and not is_out_norm(k)]
     if missing:
         raise ValueError(

@@ -31,8 +31,10 @@ def check_backbone_weights(model: nn.Module, state_dict: Dict[str, Tensor],
             f'whole-model checkpoint (ours, or the authors\' COCO / ADE20K '
             f'models). Their ImageNet classifier loads whole into our '
             f'classification configs through tools/test.py and '
-            f'tools/image_demo.py; for mmpretrain\'s own APIs convert it '
-            f'first (tools/model_converters/transxnet_to_mm.py).')
+            f'tools/image_demo.py, and into mmpretrain\'s get_model by name '
+            f"('transxnet-t_in1k', pretrained=True) or release URL; convert "
+            f'a local copy for mmpretrain\'s other loaders '
+            f'(tools/model_converters/transxnet_to_mm.py).')
     own = {k: v for k, v in model.state_dict().items()
            if not k.endswith('num_batches_tracked')}
     check_variant(model, local, prefix=prefix)

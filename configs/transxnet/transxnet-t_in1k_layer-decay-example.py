@@ -8,8 +8,8 @@
 #     lr = base_lr * layer_decay_rate ** (num_layers - layer_id - 1).
 # Copy this pattern for your own fine-tuning; the numbers below are a
 # starting point, not a tuned recipe.
-# Settings not set here: _base_/transxnet_in1k.py via transxnet_t_in1k.py.
-_base_ = '../transxnet_t_in1k.py'
+# Settings not set here: _base_/transxnet_in1k.py via transxnet-t_in1k.py.
+_base_ = '../transxnet-t_in1k.py'
 
 model = dict(
     backbone=dict(
