@@ -302,6 +302,22 @@ def test_label_maps_through_init_model(authors, coco_sample, n):
         assert agree >= PIXELS_AGREE, (path, agree)
 
 
+def test_label_map_through_mmseg_inferencer(authors, coco_sample):
+    """mmseg's MMSegInferencer(model=CONFIG, weights=FILE)."""
+    from mmseg.apis import MMSegInferencer
+    inferencer = MMSegInferencer(model=our_config(authors, 'sfpn'),
+                                 weights=checkpoint(authors, 'sfpn'),
+                                 device='cpu')
+    assert inferencer.model.dataset_meta['classes'][:2] == ('wall',
+                                                            'building')
+    path = images(coco_sample, authors, 1)[0]
+    ours = inferencer(path)['predictions']
+    expected = label_map(predictions_of(authors, 'sfpn')[osp.basename(path)]
+                         ['label_map'])
+    assert ours.shape == expected.shape
+    assert float((ours == expected).mean()) >= PIXELS_AGREE
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('kind', ['retinanet', 'mask_rcnn'])
 def test_detections_through_tools_test(authors, coco_sample, tmp_path, kind):
