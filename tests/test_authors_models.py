@@ -16,11 +16,11 @@ import tarfile
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, config_file, run_tool
+from helpers import ROOT, config_file, rel_err, run_tool
 from mmengine.config import Config
 
 from transxnet_mm.apis import load_model_checkpoint
-from transxnet_mm.models.convert import CheckpointMismatch
+from transxnet_mm.models.utils.ckpt_convert import CheckpointMismatch
 
 FIXTURE = osp.join(ROOT, 'tests', 'data', 'authors_parity.tar.xz')
 KINDS = ('retinanet', 'mask_rcnn', 'sfpn')
@@ -76,10 +76,6 @@ def init(authors: dict, kind: str):
     from mmdet.apis import init_detector
     return init_detector(our_config(authors, kind), checkpoint(authors, kind),
                          device='cpu')
-
-
-def rel_err(ours: torch.Tensor, theirs: torch.Tensor) -> float:
-    return float((ours - theirs).abs().max() / theirs.abs().max())
 
 
 @pytest.mark.parametrize('kind', KINDS)
@@ -368,7 +364,7 @@ def test_backbone_only_file_stops_the_api(tmp_path):
     from mmdet.apis import init_detector
     from mmengine.registry import init_default_scope
 
-    from transxnet_mm.models.convert import to_official
+    from transxnet_mm.models.utils.ckpt_convert import to_official
     init_default_scope('mmdet')
     cfg = Config.fromfile(config_file('retinanet_transxnet_t.py'))
     cfg.model.backbone.init_cfg = None

@@ -2,19 +2,16 @@
 import math
 
 import pytest
+from helpers import rel_err
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from transxnet_mm import TransXNet
-from transxnet_mm.models.convert import convert_official
-from transxnet_mm.models.reference import reference_forward
+from transxnet_mm.models.utils.ckpt_convert import convert_official
+from reference_model import reference_forward
 
 CHANNELS = {'t': [48, 96, 224, 448], 's': [64, 128, 320, 512],
             'b': [76, 152, 336, 672]}
-
-
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a - b).abs().max() / b.abs().max()).item()
 
 
 def n_params(module) -> int:

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 import torch
-from conftest import AUTHORS_FILE, ROOT, load_tool, needs_authors_file
+from helpers import AUTHORS_FILE, ROOT, load_tool, needs_authors_file
 
 from transxnet_mm import TransXNet
-from transxnet_mm.analysis import measure_step
+from benchmark_utils import measure_step
 
 
 @pytest.fixture(scope='module')

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 import torch
-from conftest import (AUTHORS_FILE, ROOT, config_file, load_tool,
-                      needs_authors_file)
+from helpers import (AUTHORS_FILE, ROOT, config_file, load_tool,
+                     needs_authors_file)
 from mmengine.config import Config
 
 TOOL = osp.join(ROOT, 'tools', 'analysis_tools', 'benchmark_train.py')

@@ -6,11 +6,11 @@ from unittest import mock
 
 import pytest
 import torch
-from conftest import ROOT
+from helpers import ROOT
 
 from transxnet_mm import TransXNet
-from transxnet_mm.models.convert import load_pretrained
-from transxnet_mm.models.reference import reference_forward
+from transxnet_mm.models.utils.ckpt_convert import load_pretrained
+from reference_model import reference_forward
 
 
 def pretrained(path, **kwargs):

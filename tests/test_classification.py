@@ -12,15 +12,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import (PAPER_GPUS, PAPER_IMAGENET, PAPER_VARIANTS, ROOT,
-                      backbone_facts, config_file, linear_drop_path,
-                      lr_curve, weight_decays)
+from helpers import (ROOT, backbone_facts, config_file, linear_drop_path,
+                     lr_curve, weight_decays)
+from paper import PAPER_GPUS, PAPER_IMAGENET, PAPER_VARIANTS
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from transxnet_mm.models.convert import (convert_official,
-                                         official_to_mm_checkpoint)
-from transxnet_mm.models.reference import reference_forward
+from transxnet_mm.apis import build_model
+from transxnet_mm.models.utils.ckpt_convert import (convert_official,
+                                                    official_to_mm_checkpoint)
+from reference_model import reference_forward
 
 VARIANTS = ['t', 's', 'b']
 
@@ -38,12 +39,7 @@ def config(variant: str) -> Config:
 def build_classifier(cfg: Config, device: str = 'cpu') -> torch.nn.Module:
     """The config's ImageClassifier, built in mmpretrain's scope; on the
     'meta' device for structure-only checks (no weights are initialised)."""
-    init_default_scope('mmpretrain')
-    from mmpretrain.registry import MODELS
-    model_cfg = cfg.model.copy()
-    model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
-    with torch.device(device):
-        return MODELS.build(model_cfg)
+    return build_model(cfg, device=device, inference=False)
 
 
 def authors_logits(sd: dict, x: torch.Tensor) -> torch.Tensor:

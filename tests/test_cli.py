@@ -1,13 +1,13 @@
 """The argument handling tools/train.py and tools/test.py share
-(transxnet_mm.cli)."""
+(transxnet_mm.utils.cli)."""
 import importlib.util
 import os
 import os.path as osp
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
-from transxnet_mm.cli import parse_config, tool_parser
+from transxnet_mm.utils.cli import parse_config, tool_parser
 
 
 def _tool(name: str):

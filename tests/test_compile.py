@@ -136,7 +136,7 @@ def test_traced_backbone_runs_eager():
 def test_compile_cfg_from_a_paper_config():
     """The switch as a config sets it: the registry builds a compiled
     backbone; True takes torch.compile's defaults."""
-    from conftest import config_file
+    from helpers import config_file
     from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
     cfg = Config.fromfile(config_file('retinanet_transxnet_t'))

@@ -5,7 +5,7 @@ import os.path as osp
 
 import pytest
 import torch
-from conftest import ROOT, fixed_batch_losses, run_tool
+from helpers import ROOT, fixed_batch_losses, run_tool
 from mmengine.config import Config
 
 DEMO = osp.join(ROOT, 'configs/demo/retinanet_transxnet_t_coco_sample.py')
@@ -147,7 +147,7 @@ def test_analyze_logs_reads_the_authors_mmcv1_logs(tmp_path):
     """An mmdet 2.28 ``*.log.json`` (the authors' released logs: iterations
     counted within each epoch, ``bbox_mAP``) in MMEngine's names, plotted
     beside an MMEngine run; and an mmseg 0.30 one (global iterations)."""
-    from conftest import load_tool
+    from helpers import load_tool
     tool = load_tool('analysis_tools', 'analyze_logs.py')
     det = tmp_path / 'retinanet_tiny.log.json'
     lines = [dict(env_info='sys.platform: linux', seed=0)]

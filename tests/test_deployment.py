@@ -13,11 +13,12 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT
+from helpers import ROOT
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from transxnet_mm import deploy
-from transxnet_mm.models.transxnet import LayerScale, TransXNetStage
+from transxnet_mm.ops import exporting, resize_pos_bias
+from transxnet_mm.models.backbones.transxnet import LayerScale, TransXNetStage
 
 pytest.importorskip('onnxruntime')
 
@@ -125,15 +126,14 @@ def test_onnx_segmentation_equal_pytorch(onnx_dir, coco_sample):
                                       ((196, 49), (1024, 256)),
                                       ((10, 7), (5, 3))])
 def test_exported_bicubic_equals_pytorch(size, out):
-    """The export's separable bicubic resize (the position biases) gives
-    PyTorch's result: 800x1216 stages 1-2, 512x512 stage 3, a shrink."""
+    """The export form of the position biases' resize (the weights of the
+    runtime's separable resize) gives PyTorch's result: 800x1216 stages 1-2, 512x512 stage 3, a shrink."""
     torch.manual_seed(0)
     x = torch.randn(1, 2, *size)
     expected = torch.nn.functional.interpolate(
         x, size=out, mode='bicubic', align_corners=False)
-    with deploy.export_friendly_ops():
-        got = torch.nn.functional.interpolate(
-            x, size=out, mode='bicubic', align_corners=False)
+    with exporting():
+        got = resize_pos_bias(x, out)
     err = (got - expected).abs().max() / expected.abs().max()
     assert err < 1e-5, err
 

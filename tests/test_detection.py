@@ -8,16 +8,17 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from conftest import (AUTHORS_MODEL_PARAMS, PAPER_GPUS, PAPER_MASK_RCNN,
-                      PAPER_RESULTS, PAPER_RETINANET, PAPER_VARIANTS, ROOT,
-                      assert_warmup_then_exact, backbone_facts,
-                      build_structure, coco_dataset, fixed_batch_losses,
-                      keep_ratio_size, linear_drop_path, load_config,
-                      lr_curve, run_tool, step_schedule, variant_of,
-                      weight_decays)
+from helpers import (ROOT, assert_warmup_then_exact, backbone_facts,
+                     build_structure, coco_dataset, fixed_batch_losses,
+                     keep_ratio_size, linear_drop_path, load_config, lr_curve,
+                     run_tool, step_schedule, variant_of, weight_decays)
+from paper import (AUTHORS_MODEL_PARAMS, PAPER_GPUS, PAPER_MASK_RCNN,
+                   PAPER_RESULTS, PAPER_RETINANET, PAPER_VARIANTS)
 from mmengine.config import Config
 
-from transxnet_mm.analysis import build_model, complexity, dummy_inputs
+from benchmark_utils import complexity, dummy_inputs
+
+from transxnet_mm.apis import build_model
 
 DEMO = osp.join(ROOT, 'configs/demo/mask_rcnn_transxnet_t_coco_sample.py')
 NAMES = [f'{kind}_transxnet_{v}' for kind in ('retinanet', 'mask_rcnn')
@@ -64,7 +65,7 @@ def test_built_model_runs_with_the_papers_feature_strides(name):
     cfg = load_config(name)
     if 'rpn' in cfg.model.test_cfg:  # 20 proposals, not 1000: a quick run
         cfg.model.test_cfg.rpn.update(nms_pre=20, max_per_img=20)
-    model, scope = build_model(cfg)
+    model, scope = build_model(cfg), cfg.default_scope
     paper = recipe(name)
     captured = {}
     for part in ('backbone', 'neck'):
@@ -189,7 +190,8 @@ def test_pipelines_resize_flip_and_pad_as_the_paper(name, coco_sample):
 def test_flops_match_paper_at_800x1280():
     """Paper: RetinaNet-T 187 G, counted without the attention products."""
     paper = PAPER_RESULTS['retinanet_transxnet_t']['flops']
-    model, scope = build_model(load_config('retinanet_transxnet_t'))
+    model = build_model(load_config('retinanet_transxnet_t'))
+    scope = model.cfg.default_scope
     res = complexity(model, *dummy_inputs(scope, (800, 1280)))
     assert abs(res['flops_paper'] / 1e9 - paper) / paper < 0.05
     assert res['flops_with_attention'] > res['flops_paper'] * 1.1

@@ -2,19 +2,16 @@
 (``use_kernels(False)``) against the authors' step-by-step computation:
 outputs and gradients."""
 import pytest
+from helpers import rel_err
 import torch
 import torch.nn.functional as F
 
 from transxnet_mm import TransXNet
-from transxnet_mm.models.convert import convert_official, to_official
-from transxnet_mm.models.reference import reference_forward
+from transxnet_mm.models.utils.ckpt_convert import convert_official, to_official
+from reference_model import reference_forward
 from transxnet_mm.ops import (BiasedAttention, BicubicResize,
-                              DepthwiseConv2dCPU,
-                              biased_attention, resize_bias, use_kernels)
-
-
-def rel_err(a, b) -> float:
-    return ((a - b).abs().max() / b.abs().max()).item()
+                              DepthwiseConv2dCPU, biased_attention,
+                              resize_bias, use_kernels)
 
 
 def load(arch, sd, train=False):
@@ -148,7 +145,9 @@ def test_resize_bias_is_pytorch_bicubic(shape, size):
     expected = F.interpolate(bias, size=size, mode='bicubic',
                              align_corners=False)
     assert out.shape == expected.shape and out.is_contiguous()
-    assert rel_err(out, expected) < 1e-6
+    # PyTorch's weight formula in float32 (the one the export uses too): a
+    # few float32 ulps from the weights of PyTorch's compiled kernel
+    assert rel_err(out, expected) < 2e-6
 
 
 @pytest.mark.slow

@@ -12,11 +12,11 @@ import zipfile
 
 import pytest
 import yaml
-from conftest import CONFIGS, ROOT
+from helpers import CONFIGS, ROOT
 from mmengine.config import Config
 
 import transxnet_mm
-from transxnet_mm import config_lookup
+from transxnet_mm.utils import config_lookup
 
 DOWNSTREAM = """_base_ = 'transxnet_mm::retinanet_transxnet_t.py'
 model = dict(bbox_head=dict(num_classes=3))

@@ -9,13 +9,14 @@ import os.path as osp
 
 import pytest
 import torch
-from conftest import CONFIGS, PAPER_SEM_FPN, ROOT, train_loop
+from helpers import CONFIGS, ROOT, train_loop
+from paper import PAPER_SEM_FPN
 from mmengine.config import Config
 from mmengine.registry import DATA_SAMPLERS, HOOKS, init_default_scope
 from torch.utils.data import Dataset, SequentialSampler
 
-from transxnet_mm.analysis import build_model
-from transxnet_mm.samplers import FullBatchSampler
+from transxnet_mm.apis import build_model
+from transxnet_mm.datasets.samplers import FullBatchSampler
 
 
 def config(name: str) -> Config:
@@ -52,7 +53,7 @@ def fpn_t():
     backbone from scratch (its pretrained init is not the point here)."""
     import transxnet_mm  # noqa: F401  (PyTorchDefault initialiser)
     torch.manual_seed(0)
-    model, _ = build_model(config('fpn_transxnet_t_ade20k.py'))
+    model = build_model(config('fpn_transxnet_t_ade20k.py'))
     model.init_weights()
     return model
 

@@ -11,13 +11,13 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT
+from helpers import ROOT
 from mmengine.config import Config
 
 from transxnet_mm import TransXNet
-from transxnet_mm.checks import check_data, check_pretrained
-from transxnet_mm.compat import trusted_local_checkpoints
-from transxnet_mm.models.convert import convert_official
+from transxnet_mm.utils.checks import check_data, check_pretrained
+from transxnet_mm.utils.compat import trusted_local_checkpoints
+from transxnet_mm.models.utils.ckpt_convert import convert_official
 
 DEMO = osp.join(ROOT, 'configs/demo/retinanet_transxnet_t_coco_sample.py')
 PY = sys.executable

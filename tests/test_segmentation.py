@@ -10,15 +10,15 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from conftest import (AUTHORS_MODEL_PARAMS, PAPER_GPUS, PAPER_SEM_FPN,
-                      PAPER_VARIANTS, ROOT, backbone_facts, build_structure,
-                      config_file, dataset_on_sample, fixed_batch_losses,
-                      keep_ratio_size, linear_drop_path, lr_curve, run_tool,
-                      weight_decays)
+from helpers import (ROOT, backbone_facts, build_structure, config_file,
+                     dataset_on_sample, fixed_batch_losses, keep_ratio_size,
+                     linear_drop_path, lr_curve, run_tool, weight_decays)
+from paper import (AUTHORS_MODEL_PARAMS, PAPER_GPUS, PAPER_SEM_FPN,
+                   PAPER_VARIANTS)
 from mmengine.config import Config
 
-from transxnet_mm.analysis import build_model
-from transxnet_mm.transforms import AlignResize
+from transxnet_mm.apis import build_model
+from transxnet_mm.datasets.transforms import AlignResize
 
 DEMO = osp.join(ROOT, 'configs/demo/fpn_transxnet_t_ade20k_sample.py')
 CONVERTER = osp.join(ROOT, 'tools/dataset_converters/coco_to_ade20k_sample.py')
@@ -47,7 +47,8 @@ def test_built_model_runs_with_the_papers_fpn(variant):
     channels), the FPN's four 256-channel levels, the head's 128 channels
     into the classifier, logits for ADE20K's classes at stride 4."""
     from mmseg.datasets import ADE20KDataset
-    model, scope = build_model(config(variant))
+    model = build_model(config(variant))
+    scope = model.cfg.default_scope
     assert scope == 'mmseg'
     captured = {}
     for part in ('backbone', 'neck'):

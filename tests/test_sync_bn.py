@@ -13,7 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from transxnet_mm.models.transxnet import MSFFN, STE, LayerScale
+from transxnet_mm.models.backbones.transxnet import MSFFN, STE, LayerScale
 from transxnet_mm.ops import use_kernels
 
 CHANNELS = 16

@@ -1,4 +1,4 @@
-"""transxnet_mm.torch_compat: each newer-torch API and its torch 2.1 fallback.
+"""transxnet_mm.utils.compat: each newer-torch API and its torch 2.1 fallback.
 
 The fallbacks are exercised on the installed torch by hiding the newer API
 (monkeypatch) and must give the answer the newer API gives. On a torch that
@@ -12,10 +12,10 @@ import types
 
 import pytest
 import torch
-from conftest import ROOT
+from helpers import ROOT
 
-from transxnet_mm import torch_compat
-from transxnet_mm.torch_compat import (autocast_dtype, autocast_enabled,
+from transxnet_mm.utils import compat as torch_compat
+from transxnet_mm.utils.compat import (autocast_dtype, autocast_enabled,
                                        is_compiling,
                                        load_defaults_to_weights_only,
                                        safe_globals)

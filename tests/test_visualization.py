@@ -1,22 +1,22 @@
-"""ERF and Grad-CAM tools (transxnet_mm/visualization.py, tools/analysis_tools/
+"""ERF and Grad-CAM tools (transxnet_mm/visualization/, tools/analysis_tools/
 visualize_erf.py and visualize_cam.py): real COCO sample images, random
 weights, small sizes."""
-import importlib.util
 import os.path as osp
 
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, config_file, run_tool
+from helpers import config_file, load_tool, run_tool
 from mmengine.config import Config
 
 from transxnet_mm import TransXNet
-from transxnet_mm.models.transxnet import DMixer, IDConv, OSRA, TransXNetStage
+from transxnet_mm.models.backbones.transxnet import DMixer, IDConv, OSRA, TransXNetStage
 from transxnet_mm.ops import use_kernels
-from transxnet_mm.visualization import (build_model, erf_maps, erf_score,
-                                        grad_cam, input_normalisation,
-                                        list_images, load_image,
-                                        resolve_layers, to_input)
+from transxnet_mm.apis import build_model
+from transxnet_mm.models.utils.ckpt_convert import CheckpointMismatch
+from transxnet_mm.visualization import (erf_maps, erf_score, grad_cam,
+                                        input_normalisation, list_images,
+                                        load_image, resolve_layers, to_input)
 
 CLS_CONFIG = config_file('transxnet-t_in1k.py')
 DET_CONFIG = config_file('retinanet_transxnet_t.py')
@@ -24,18 +24,12 @@ DET_CONFIG = config_file('retinanet_transxnet_t.py')
 
 def _tool(name: str):
     """A tool script imported by path (its ``main(argv)``)."""
-    path = osp.join(ROOT, 'tools', 'analysis_tools', f'{name}.py')
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('analysis_tools', f'{name}.py')
 
 
 @pytest.fixture(scope='module')
 def classifier():
-    model, scope, note = build_model(Config.fromfile(CLS_CONFIG))
-    assert scope == 'mmpretrain' and 'random weights' in note
-    return model
+    return build_model(Config.fromfile(CLS_CONFIG))
 
 
 @pytest.fixture(scope='module')
@@ -140,8 +134,7 @@ def test_erf_with_kernels_equals_plain_pytorch(official_sd, images,
     the ERF through our CPU kernels equals the plain PyTorch one."""
     path = str(tmp_path / 'transx-t.pth.tar')
     torch.save({'state_dict': official_sd('t')}, path)
-    model, _, note = build_model(Config.fromfile(CLS_CONFIG), path)
-    assert "authors' checkpoint" in note
+    model = build_model(Config.fromfile(CLS_CONFIG), path)
     assert torch.equal(model.backbone.stages[0].relative_pos_bias,
                        official_sd('t')['relative_pos_enc.0'])
     assert torch.equal(model.head.fc.weight,
@@ -164,12 +157,11 @@ def test_our_checkpoint_loads_and_a_foreign_one_is_refused(classifier,
         state['backbone.stages.1.relative_pos_bias'], 0.25)
     ours = str(tmp_path / 'epoch_1.pth')
     torch.save({'state_dict': state, 'meta': {}}, ours)
-    model, _, note = build_model(Config.fromfile(CLS_CONFIG), ours)
-    assert note.startswith(f'weights: {ours}')
+    model = build_model(Config.fromfile(CLS_CONFIG), ours)
     assert (model.backbone.stages[1].relative_pos_bias == 0.25).all()
     del state['backbone.stages.0.blocks.0.pos_embed.weight']
     torch.save({'state_dict': state}, ours)
-    with pytest.raises(ValueError, match='lacks 1 of the'):
+    with pytest.raises(CheckpointMismatch, match='lacks 1 of the'):
         build_model(Config.fromfile(CLS_CONFIG), ours)
 
 

@@ -14,15 +14,17 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import (PAPER_GPUS, PAPER_RESULTS, PAPER_VARIANTS,
-                      PROTOCOL_CASCADE_3X, PROTOCOL_UPERNET_160K, ROOT,
-                      assert_warmup_then_exact, backbone_facts,
-                      build_structure, coco_dataset, linear_drop_path,
-                      load_config, lr_curve, norm_param_names, step_schedule,
-                      train_loop, variant_of, weight_decays)
+from helpers import (ROOT, assert_warmup_then_exact, backbone_facts,
+                     build_structure, coco_dataset, linear_drop_path,
+                     load_config, lr_curve, norm_param_names, step_schedule,
+                     train_loop, variant_of, weight_decays)
+from paper import (PAPER_GPUS, PAPER_RESULTS, PAPER_VARIANTS,
+                   PROTOCOL_CASCADE_3X, PROTOCOL_UPERNET_160K)
 from mmengine.config import Config
 
-from transxnet_mm.analysis import DEFAULT_SHAPES, build_model, dummy_inputs
+from benchmark_utils import DEFAULT_SHAPES, dummy_inputs
+
+from transxnet_mm.apis import build_model
 
 METAFILE = osp.join(ROOT, 'configs', 'metafile.yml')
 MODEL_INDEX = osp.join(ROOT, 'model-index.yml')
@@ -238,7 +240,7 @@ def test_standard_protocol_models_run(name):
     cfg = load_config(name)
     if 'cascade' in name:  # 20 proposals, not 1000, for the quick run
         cfg.model.test_cfg.rpn.update(nms_pre=20, max_per_img=20)
-    model, scope = build_model(cfg)
+    model, scope = build_model(cfg), cfg.default_scope
     with torch.no_grad():
         inputs, kwargs = dummy_inputs(scope, (96, 128))
         outs = model(inputs, **kwargs)

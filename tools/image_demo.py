@@ -22,7 +22,7 @@ import mmcv
 from mmengine.config import Config
 
 from transxnet_mm.apis import load_model_checkpoint
-from transxnet_mm.compat import trusted_local_checkpoints
+from transxnet_mm.utils.compat import trusted_local_checkpoints
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 

@@ -13,11 +13,11 @@ file) stops the tool with what it holds and what is missing.
 import argparse
 import os.path as osp
 
-from transxnet_mm.checks import check_data
-from transxnet_mm.cli import (build_runner, missing_files_exit, parse_config,
-                              tool_parser)
-from transxnet_mm.compat import (setup_cpu_distributed,
-                                 trusted_local_checkpoints)
+from transxnet_mm.utils.checks import check_data
+from transxnet_mm.utils.cli import (build_runner, missing_files_exit,
+                                    parse_config, tool_parser)
+from transxnet_mm.utils.compat import (setup_cpu_distributed,
+                                       trusted_local_checkpoints)
 from transxnet_mm.apis import load_model_checkpoint
 
 

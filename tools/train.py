@@ -12,12 +12,12 @@ import os.path as osp
 
 import torch
 
-from transxnet_mm.checks import check_data, check_pretrained
-from transxnet_mm.cli import (build_runner, missing_files_exit, parse_config,
-                              tool_parser)
-from transxnet_mm.compat import (setup_cpu_distributed,
-                                 trusted_local_checkpoints)
-from transxnet_mm.models.convert import read_checkpoint
+from transxnet_mm.utils.checks import check_data, check_pretrained
+from transxnet_mm.utils.cli import (build_runner, missing_files_exit,
+                                    parse_config, tool_parser)
+from transxnet_mm.utils.compat import (setup_cpu_distributed,
+                                       trusted_local_checkpoints)
+from transxnet_mm.models.utils.ckpt_convert import read_checkpoint
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,24 +6,22 @@ back to, so their configs build it with ``type='TransXNet'`` after
 ``custom_imports = dict(imports=['transxnet_mm'], allow_failed_imports=False)``.
 It also registers ``AlignResize`` (the authors' ADE20K test resize) in the
 root ``TRANSFORMS`` registry, for mmseg's pipelines, the ``PyTorchDefault``
-weight initialiser (``init.py``) and the ``FullBatchSampler`` batch sampler
-(``samplers.py``) in MMEngine's root registries, and lets MMEngine's
-``Config`` read our configs as bases of a user's own
+weight initialiser (``models/utils/init.py``) and the ``FullBatchSampler``
+batch sampler (``datasets/samplers.py``) in MMEngine's root registries, and
+lets MMEngine's ``Config`` read our configs as bases of a user's own
 (``_base_ = 'transxnet_mm::retinanet_transxnet_t.py'``,
-``config_lookup.py``). torch's ``weights_only`` loading is let to read numpy
-scalars, which the authors' mmseg 0.30 checkpoints hold
-(``torch_compat.allow_numpy_scalars``). MMEngine's checkpoint loader reads
+``utils/config_lookup.py``). torch's ``weights_only`` loading is let to read
+numpy scalars, which the authors' mmseg 0.30 checkpoints hold
+(``utils/compat.allow_numpy_scalars``). MMEngine's checkpoint loader reads
 the authors' release URLs (``apis/checkpoint.py``), and mmpretrain's
 ``get_model`` / inferencers find our classifiers by name
 (``transxnet-t_in1k``, ``apis/hub.py``).
 """
-from . import config_lookup
 from .apis import register_model_index
-from .init import PyTorchDefaultInit
-from .models import TransXNet
-from .samplers import FullBatchSampler
-from .transforms import AlignResize
-from .torch_compat import allow_numpy_scalars
+from .datasets import AlignResize, FullBatchSampler
+from .models import PyTorchDefaultInit, TransXNet
+from .utils import config_lookup
+from .utils.compat import allow_numpy_scalars
 from .version import __version__
 
 config_lookup.enable()

@@ -3,7 +3,7 @@
 # plain overrides here, since mmdet's base of each also defines
 # train_dataloader and default_hooks.
 
-# Every training batch full (transxnet_mm/samplers.py): mmdet 3's
+# Every training batch full (transxnet_mm/datasets/samplers.py): mmdet 3's
 # AspectRatioBatchSampler yields a short batch at an epoch's end, one image
 # for an odd-sized dataset, on which IDConv's BatchNorm cannot train; the
 # authors' mmdet 2 GroupSampler padded it by repeating images, as this does.

@@ -32,7 +32,7 @@ crop_size = (512, 512)
 # conv_seg PyTorch's default (weight and bias uniform in +-1/sqrt(fan_in)).
 # MMEngine's runner calls init_weights(), which would apply mmseg's Xavier
 # (FPN) and N(0, 0.01) (conv_seg) instead; these init_cfgs restore theirs.
-# `PyTorchDefault` is registered by transxnet_mm (transxnet_mm/init.py).
+# `PyTorchDefault` is registered by transxnet_mm (transxnet_mm/models/utils/init.py).
 authors_conv_init = dict(
     type='Kaiming', layer='Conv2d', mode='fan_out', nonlinearity='relu',
     distribution='normal', bias=0)

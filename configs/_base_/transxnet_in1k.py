@@ -7,7 +7,7 @@
 # (out_indices=(3,) -> norm3), the pool is GlobalAveragePooling and the 1x1
 # conv a LinearClsHead, so the released checkpoints load completely
 # (classifier.0 -> backbone.norm3, classifier.2 -> head.fc; see
-# transxnet_mm/models/convert.py) and give the authors' logits.
+# transxnet_mm/models/utils/ckpt_convert.py) and give the authors' logits.
 #
 # Test: timm's eval transform with the authors' crop_pct (0.9 for T and S,
 # 0.95 for B): PIL decode, bicubic resize of the short edge to

@@ -14,8 +14,9 @@ import platform
 import torch
 from mmengine.config import Config, DictAction
 
-from transxnet_mm.analysis import (DEFAULT_SHAPES, build_model, dummy_inputs,
-                                   median, median_time)
+from benchmark_utils import DEFAULT_SHAPES, dummy_inputs, median, median_time
+
+from transxnet_mm.apis import build_model
 
 
 def parse_args():
@@ -42,7 +43,7 @@ def main():
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
-    model, scope = build_model(cfg, args.device)
+    model, scope = build_model(cfg, device=args.device), cfg.default_scope
     shape = tuple(args.shape) if args.shape else DEFAULT_SHAPES[scope]
     shape = shape * 2 if len(shape) == 1 else shape
     inputs, kwargs = dummy_inputs(scope, shape, args.batch_size, args.device)

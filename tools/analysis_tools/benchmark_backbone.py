@@ -11,9 +11,8 @@ authors' computation, same weights, same run.
 The baseline is the authors' own model file when ``--authors-model PATH``
 names one (any file defining their ``TransXNet(arch=..., fork_feat=True)``;
 our weights are handed to it in their key names through our converter),
-else ``transxnet_mm/models/reference.py``, our step-by-step formulation of
-their computation. ``--impls`` adds columns: ``plain`` is our model with the
-kernels of :mod:`transxnet_mm.ops` turned off.
+else ``plain``: our model with the kernels of :mod:`transxnet_mm.ops`
+turned off. ``--impls plain`` adds that column beside the authors'.
 
 ``--contention`` measures every cell twice: quiet, and while a second
 process runs a matrix-product loop on ``--threads`` threads (as a data
@@ -59,11 +58,10 @@ from contextlib import nullcontext
 import torch
 from mmengine.model import revert_sync_batchnorm
 
-from transxnet_mm.analysis import (authors_model, machine, matmul_contender,
-                                   measure_step)
+from benchmark_utils import (authors_model, machine, matmul_contender,
+                             measure_step)
+
 from transxnet_mm.models import TransXNet
-from transxnet_mm.models.convert import to_official
-from transxnet_mm.models.reference import reference_forward
 from transxnet_mm.ops import use_kernels
 
 AMP_DTYPES = dict(bf16=torch.bfloat16, fp16=torch.float16)
@@ -82,9 +80,8 @@ def parse_args():
     parser.add_argument('--authors-model', metavar='PATH',
                         help="the authors' model file, the baseline")
     parser.add_argument('--impls', nargs='+', default=[],
-                        choices=['reference', 'plain'],
-                        help='more columns: reference.py, or ours with the '
-                        'kernels off')
+                        choices=['plain'],
+                        help='more columns: ours with the kernels off')
     parser.add_argument('--contention', action='store_true',
                         help='also measure each cell while a second process '
                         'runs a matrix-product loop')
@@ -131,32 +128,18 @@ def run_cell(arch, h, w, batch, mode, impl, runs, warmup, device,
     train = mode == 'train'
     model = revert_sync_batchnorm(TransXNet(arch, norm_cfg=dict(type=norm)))
     x = torch.randn(batch, 3, h, w).to(device)
-    if impl not in ('reference', 'default', 'plain'):
+    if impl not in ('default', 'plain'):
         model = authors_model(impl, arch, model.state_dict())
         impl = 'default'
     if impl == 'plain':
         kernels = use_kernels(False)
         kernels.__enter__()  # for the whole worker process
-    if impl == 'reference':
-        sd, norms = to_official(model.state_dict())
-        del model
-        params = {k: v.to(device) for k, v in sd.items()}
-        if train:
-            for k, v in params.items():
-                if v.is_floating_point() and 'running_' not in k:
-                    v.requires_grad_()
-        leaves = [v for v in params.values() if v.requires_grad]
-        resident = list(params.values())
+    model = model.to(device).train(train)
+    leaves = list(model.parameters())
+    resident = leaves + list(model.buffers())
 
-        def forward():
-            return reference_forward(params, x, norms, training=train)
-    else:
-        model = model.to(device).train(train)
-        leaves = list(model.parameters())
-        resident = leaves + list(model.buffers())
-
-        def forward():
-            return model(x)
+    def forward():
+        return model(x)
 
     autocast = torch.autocast(device.split(':')[0], AMP_DTYPES[amp]) \
         if amp else nullcontext()
@@ -212,8 +195,8 @@ def main():
                        args.norm)
         print('RESULT ' + json.dumps(res))
         return
-    base = args.authors_model or 'reference'
-    base_name = 'authors' if args.authors_model else 'reference'
+    base = args.authors_model or 'plain'
+    base_name = 'authors' if args.authors_model else 'plain'
     impls = [(base_name, base)] + [(i, i) for i in args.impls
                                    if i != base_name] + [('ours', 'default')]
     print(f'TransXNet backbone benchmark: {machine(args.device, args.threads)}'

@@ -55,9 +55,9 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
-from transxnet_mm.analysis import (DEFAULT_SHAPES, authors_model, machine,
-                                   matmul_contender, measure_step,
-                                   median_time)
+from benchmark_utils import (DEFAULT_SHAPES, authors_model, machine,
+                             matmul_contender, measure_step, median_time)
+
 from transxnet_mm.ops import KERNELS, use_kernels
 
 DEFAULT_BATCH = 2  # the paper's images per GPU for detection

@@ -15,8 +15,9 @@ import argparse
 
 from mmengine.config import Config, DictAction
 
-from transxnet_mm.analysis import (DEFAULT_SHAPES, build_model, complexity,
-                                   dummy_inputs)
+from benchmark_utils import DEFAULT_SHAPES, complexity, dummy_inputs
+
+from transxnet_mm.apis import build_model
 
 
 def parse_args():
@@ -36,7 +37,7 @@ def main():
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
-    model, scope = build_model(cfg)
+    model, scope = build_model(cfg), cfg.default_scope
     shape = tuple(args.shape) if args.shape else DEFAULT_SHAPES[scope]
     shape = shape * 2 if len(shape) == 1 else shape
     res = complexity(model, *dummy_inputs(scope, shape))

@@ -9,7 +9,7 @@ Our backbone with the config norms (``SyncBN`` reverted as in a one-process
 run, or ``BN``; under DDP the training kernels take ``nn.SyncBatchNorm``
 alike, and keep the same maps), random weights, one forward in training
 mode; each saved storage counted once
-(:func:`transxnet_mm.analysis.saved_activations`). ``--off`` turns kernels
+(:func:`benchmark_utils.saved_activations`). ``--off`` turns kernels
 of :mod:`transxnet_mm.ops` off, to see what each one saves.
 With ``--authors-model`` the authors' file, holding the same weights, is
 counted too (its total only: its modules have other names).
@@ -19,8 +19,9 @@ import argparse
 import torch
 from mmengine.model import revert_sync_batchnorm
 
+from benchmark_utils import authors_model, saved_activations
+
 from transxnet_mm import TransXNet
-from transxnet_mm.analysis import authors_model, saved_activations
 from transxnet_mm.ops import KERNELS, use_kernels
 
 

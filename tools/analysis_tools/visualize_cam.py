@@ -21,16 +21,20 @@ weights are random (a line says so).
 """
 import argparse
 import os.path as osp
-from typing import List, Optional
+from typing import Dict, List, Optional, Sequence
 
+import numpy as np
 from mmengine.config import Config, DictAction
 from mmengine.utils import ProgressBar
+from visualize_erf import pyplot, save_figure
 
-from transxnet_mm.visualization import (accepted_names_help, build_model,
+from transxnet_mm.apis import build_model
+from transxnet_mm.utils.cli import tool_errors
+from transxnet_mm.visualization import (Layer, accepted_names_help,
                                         describe_model, grad_cam,
                                         input_normalisation, list_images,
-                                        load_image, plot_cam, resolve_layers,
-                                        to_input, tool_errors)
+                                        load_image, overlay, resolve_layers,
+                                        to_input)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +80,30 @@ def class_name(model, k: int) -> str:
     return f'{k} {name}'.strip()
 
 
+def plot_cam(images: Sequence[np.ndarray],
+             cams: Sequence[Dict[str, np.ndarray]],
+             layers: Sequence[Layer], row_titles: Sequence[str], title: str,
+             out_file: str, alpha: float = 0.5, dpi: int = 100) -> str:
+    """One row per image: the image, then its Grad-CAM overlay for each
+    layer (the paper's Fig. 7 / 8b). Writes ``out_file`` and returns it."""
+    plt = pyplot()
+    rows, cols = len(images), len(layers) + 1
+    fig, axes = plt.subplots(rows, cols, squeeze=False, layout='constrained',
+                             figsize=(2.4 * cols, 2.5 * rows + 0.4))
+    for r, (image, maps, row_title) in enumerate(zip(images, cams,
+                                                     row_titles)):
+        axes[r][0].imshow(image)
+        axes[r][0].set_title(row_title, fontsize=7)
+        for c, layer in enumerate(layers, 1):
+            axes[r][c].imshow(overlay(image, maps[layer.name], alpha))
+            axes[r][c].set_title(layer.name, fontsize=8)
+        for ax in axes[r]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(title, fontsize=8)
+    return save_figure(fig, out_file, dpi)
+
+
 def main(argv: Optional[List[str]] = None) -> list:
     args = build_parser().parse_args(argv)
     if args.num_images < 1 or min(args.shape) < 1:
@@ -92,9 +120,10 @@ def main(argv: Optional[List[str]] = None) -> list:
                 f'{scope} config. For its backbone use '
                 f'tools/analysis_tools/visualize_erf.py.')
         paths = list_images(args.image, args.num_images)
-        model, _, note = build_model(cfg, args.checkpoint, args.device)
+        model = build_model(cfg, args.checkpoint, args.device)
         layers = resolve_layers(model, args.target_layers)
-    print(note)
+    if args.checkpoint is None:
+        print('random weights (no checkpoint given)')
     mean, std, rgb = input_normalisation(model)
     images, cams, row_titles = [], [], []
     bar = ProgressBar(len(paths))

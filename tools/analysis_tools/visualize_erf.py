@@ -17,24 +17,29 @@ larger for a larger ERF.
 Layers: stage1..stage4, dmixer.local / dmixer.global / dmixer.fused (the last
 D-Mixer of stage 4: IDConv output, OSRA output, after the STE), or any module
 name of the backbone. Classification configs and the backbone of detection
-and segmentation configs. CHECKPOINT may be one of the authors' files
-(transx-*.pth.tar, converted on the fly) or one of ours; without it the
-weights are random (a line says so).
+and segmentation configs. CHECKPOINT is a whole model of the config: ours,
+or the authors' (their ImageNet transx-*.pth.tar with a classification
+config, their COCO / ADE20K files with ours); without it the weights are
+random (a line says so).
 """
 import argparse
+import os
 import os.path as osp
-from typing import List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from mmengine.config import Config, DictAction
 from mmengine.utils import ProgressBar
 
-from transxnet_mm.visualization import (ERF_THRESHOLDS, accepted_names_help,
-                                        build_model, check_inside,
-                                        describe_model, erf_maps, erf_table,
-                                        find_backbone, input_normalisation,
-                                        list_images, load_image, plot_erf,
-                                        resolve_layers, to_input, tool_errors)
+from transxnet_mm.apis import build_model
+from transxnet_mm.utils.cli import tool_errors
+from transxnet_mm.visualization import (ERF_THRESHOLDS, Layer,
+                                        accepted_names_help, check_inside,
+                                        describe_model, erf_maps, erf_score,
+                                        erf_table, input_normalisation,
+                                        list_images, load_image, log_scaled,
+                                        resolve_layers, to_input)
+from transxnet_mm.visualization.layers import find_backbone
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +74,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def pyplot():
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save_figure(fig, out_file: str, dpi: int) -> str:
+    """Write ``fig`` to ``out_file`` (its folder made if needed); the path."""
+    import matplotlib.pyplot as plt
+    os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
+    fig.savefig(out_file, dpi=dpi)
+    plt.close(fig)
+    return out_file
+
+
+def plot_erf(maps: Dict[str, np.ndarray], layers: Sequence[Layer],
+             title: str, out_file: str, dpi: int = 100,
+             max_cols: int = 4) -> str:
+    """One panel per layer (rows of at most ``max_cols``): the
+    :func:`log_scaled` ERF with a colour bar, titled with the layer's name,
+    module and 50% area ratio; ``title`` above all. Writes ``out_file``
+    (PNG) and returns it."""
+    plt = pyplot()
+    n = len(layers)
+    cols = min(n, max_cols)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, squeeze=False, layout='constrained',
+                             figsize=(3.3 * cols, 3.2 * rows + 0.5))
+    for ax in axes.flat[n:]:
+        ax.axis('off')
+    for ax, layer in zip(axes.flat, layers):
+        im = ax.imshow(log_scaled(maps[layer.name]), cmap='RdYlGn',
+                       vmin=0, vmax=1)
+        area = erf_score(maps[layer.name], [0.5])[0]
+        ax.set_title(f'{layer.name}\n{layer.path}\n50% area {area:.4f}',
+                     fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+    fig.suptitle(title, fontsize=8)
+    return save_figure(fig, out_file, dpi)
+
+
 def save_maps(path: str, maps: dict, names: List[str]) -> None:
     if path.endswith('.npz'):
         np.savez(path, **maps)
@@ -85,10 +134,11 @@ def main(argv: Optional[List[str]] = None) -> dict:
         if args.cfg_options:
             cfg.merge_from_dict(args.cfg_options)
         paths = list_images(args.images, args.num_images)
-        model, _, note = build_model(cfg, args.checkpoint, args.device)
+        model = build_model(cfg, args.checkpoint, args.device)
         layers = resolve_layers(model, args.layer)
         check_inside(layers, model)
-    print(note)
+    if args.checkpoint is None:
+        print('random weights (no checkpoint given)')
     backbone, _ = find_backbone(model)
     mean, std, rgb = input_normalisation(model)
     print(f'ERF of {len(layers)} layer(s) over {len(paths)} image(s) of '

@@ -18,12 +18,17 @@ import argparse
 import importlib.util
 import os
 import os.path as osp
+import sys
 
 import torch
 from torch import nn
 
 from transxnet_mm import deploy
-from transxnet_mm.analysis import median, median_time
+
+# the timing helpers of the analysis tools
+sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                            'analysis_tools'))
+from benchmark_utils import median, median_time  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CASES = {

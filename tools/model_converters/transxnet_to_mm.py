@@ -14,7 +14,7 @@ otherwise become ``backbone.norm3``).
 import argparse
 
 import transxnet_mm  # noqa: F401  (registers TransXNet)
-from transxnet_mm.models.convert import official_to_mm_checkpoint
+from transxnet_mm.models.utils.ckpt_convert import official_to_mm_checkpoint
 
 
 def parse_args():

@@ -6,7 +6,7 @@ ImageNet classifiers (``transx-t.pth.tar``, into an mmpretrain classifier)
 and their mmdet 2.28 / mmseg 0.30 detectors and segmentors
 (``retinanet_tiny.pth``, ``maskrcnn_small.pth``, ``sfpn_transxnet_base.pth``,
 ...), whose backbone keys the backbone's own load hook renames
-(:func:`transxnet_mm.models.load_hook.backbone_load_hook`).
+(:func:`transxnet_mm.models.utils.load_hook.backbone_load_hook`).
 """
 import argparse
 import logging
@@ -18,11 +18,11 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner.checkpoint import CheckpointLoader, load_from_http
 from torch import nn
 
-from ..models.convert import (CheckpointMismatch, convert_official,
-                              dataset_meta_of, extract_state_dict,
-                              is_authors_classifier, is_official,
-                              read_checkpoint)
-from ..torch_compat import safe_globals
+from ..models.utils.ckpt_convert import (CheckpointMismatch, convert_official,
+                                         dataset_meta_of, extract_state_dict,
+                                         is_authors_classifier, is_official,
+                                         read_checkpoint)
+from ..utils.compat import safe_globals
 
 __all__ = ['load_model_checkpoint', 'AUTHORS_RELEASE']
 

@@ -8,7 +8,7 @@ metafile's names, configs and ``Weights``), as they read mmpretrain's own.
 """
 import os.path as osp
 
-from ..config_lookup import mim_dir
+from ..utils.config_lookup import mim_dir
 
 
 def register_model_index() -> bool:

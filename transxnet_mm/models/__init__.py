@@ -1,4 +1,5 @@
-from .convert import convert_official, load_pretrained
-from .transxnet import TransXNet
+from .backbones import TransXNet
+from .utils import PyTorchDefaultInit, convert_official, load_pretrained
 
-__all__ = ['TransXNet', 'convert_official', 'load_pretrained']
+__all__ = ['TransXNet', 'PyTorchDefaultInit', 'convert_official',
+           'load_pretrained']

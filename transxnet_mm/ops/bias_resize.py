@@ -8,17 +8,17 @@ scatters every output gradient into 4x4 inputs one by one. The resize is
 linear and separable, ``out = R_N bias R_M^T`` with R_N holding 4 taps per
 row, so the forward is one product along keys and banded products along
 queries, and the backward ``R_N^T grad R_M`` one product and four
-``index_add`` (timings: docs/benchmarks.md). R_M and the taps' weights are
-read from ``F.interpolate`` itself, on probe inputs, so they are PyTorch's
-float32 weights; results agree with ``F.interpolate`` to float32 rounding.
+``index_add`` (timings: docs/benchmarks.md). The taps and their weights
+are PyTorch's formula (:func:`cubic_taps`); results agree with
+``F.interpolate`` to float32 rounding.
 """
-from typing import Tuple
+from typing import Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .rules import applies
+from .rules import applies, export_form
 
 
 def bicubic(x: Tensor, size: Tuple[int, int]) -> Tensor:
@@ -26,34 +26,52 @@ def bicubic(x: Tensor, size: Tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size, mode='bicubic', align_corners=False)
 
 
-def _key_matrix(M: int, M2: int, like: Tensor) -> Tensor:
-    """R_M^T (M, M2) of PyTorch's bicubic resize of M columns to M2: the
-    rows of the resized identity (its float32 weights)."""
-    eye = torch.eye(M, device=like.device, dtype=like.dtype)[None, None]
-    return bicubic(eye, (M, M2))[0, 0]
+def cubic_taps(n, out, like: Tensor) -> Tuple[Tensor, Tensor]:
+    """Source indices (4, out) and weights (4, out) of PyTorch's bicubic
+    resize (align_corners False, A = -0.75, edges clamped) of an axis of
+    length ``n`` to ``out``: the one weight function of the runtime resize
+    and its export form (``n``, ``out`` may be symbolic)."""
+    A = -0.75
+    # As PyTorch's kernel computes it: the scale in float32, then
+    # scale * (i + 0.5) - 0.5 rounded once (a fused multiply-add). Rounded
+    # twice, the source positions of a 60800-row output move by up to 1e-4.
+    scale = torch.full((), n, dtype=torch.float32, device=like.device) / out
+    src = (scale.double() * (torch.arange(
+        out, device=like.device, dtype=torch.float64) + 0.5) - 0.5).float()
+    floor = src.floor()
+    t = (src - floor).to(like.dtype)
+
+    def near(d):  # |d| <= 1
+        return ((A + 2) * d - (A + 3)) * d * d + 1
+
+    def far(d):  # 1 < |d| < 2
+        return ((A * d - 5 * A) * d + 8 * A) * d - 4 * A
+
+    weights = torch.stack([far(t + 1), near(t), near(1 - t), far(2 - t)])
+    taps = torch.arange(-1, 3, device=like.device)[:, None]
+    index = (floor.long() + taps).clamp(min=0)
+    return torch.minimum(index, torch.full_like(index, n - 1)), weights
 
 
-def _query_taps(N: int, N2: int, like: Tensor) -> Tuple[Tensor, Tensor]:
-    """Source rows (4, N2) and their float32 weights (4, N2) of PyTorch's
-    bicubic resize of N rows to N2 (align_corners False).
+def taps_matrix(n, out, like: Tensor) -> Tensor:
+    """The (out, n) matrix of :func:`cubic_taps` (taps clamped onto the same
+    source add up, as in PyTorch)."""
+    index, weights = cubic_taps(n, out, like)
+    cols = torch.arange(n, device=like.device)
+    return ((index[..., None] == cols).to(like.dtype) *
+            weights[..., None]).sum(0)
 
-    Output row n reads rows base..base+3 (clamped), one of each residue
-    mod 4, so probe c (ones on the rows = c mod 4) resized by
-    ``F.interpolate`` itself gives the weight of the tap of residue c (taps
-    clamped onto the same row add up, as in PyTorch). The first tap is
-    computed as PyTorch does, in float32; where rounding could move it
-    (source position within float eps of an integer) the misplaced tap's
-    weight is ~0, so the error stays at rounding level.
-    """
-    rows = torch.arange(N, device=like.device)
-    probes = (rows % 4 == torch.arange(4, device=like.device)[:, None])
-    weights = bicubic(probes.to(like.dtype)[None, :, :, None],
-                      (N2, 1))[0, :, :, 0]
-    src = (torch.arange(N2, device=like.device, dtype=torch.float32) +
-           0.5) * (N / N2) - 0.5
-    base = src.floor().long().clamp(max=N - 1) - 1
-    c = torch.arange(4, device=like.device)[:, None]
-    return (base + (c - base) % 4).clamp(0, N - 1), weights
+
+def bicubic_by_taps(x: Tensor, size: Sequence) -> Tensor:
+    """``bicubic(x, size)`` of a 4-D ``x`` as gathers and one product: 4
+    gathered rows per output row, then the columns' (out, in) matrix. The
+    export form of the resize: onnxruntime's cubic ``Resize`` took 20 of
+    RetinaNet-T's 27 s at 800x1216 (docs/deployment.md)."""
+    (h, w), (oh, ow) = x.shape[-2:], size
+    index, weights = cubic_taps(h, oh, x)
+    x = sum(x.index_select(-2, index[c]) * weights[c][:, None]
+            for c in range(4))
+    return x @ taps_matrix(w, ow, x).T
 
 
 def resize_bias(bias: Tensor, size: Tuple[int, int],
@@ -64,10 +82,10 @@ def resize_bias(bias: Tensor, size: Tuple[int, int],
     rows its taps touch."""
     (N, M), (N2, M2) = bias.shape[2:], size
     if M2 != M:
-        bias = bias @ _key_matrix(M, M2, bias)
+        bias = bias @ taps_matrix(M, M2, bias).T
     if N2 == N:
         return bias
-    index, weights = _query_taps(N, N2, bias)
+    index, weights = cubic_taps(N, N2, bias)
     blocks = -(-N2 // block)
     first = index[:, ::block].amin(0)  # first source row of each block
     last = F.pad(index, (0, blocks * block - N2), mode='replicate')
@@ -104,8 +122,8 @@ class BicubicResize(torch.autograd.Function):
         # Linear in grad and made of differentiable ops: double backward
         # needs no other path.
         (N, M), (N2, M2) = ctx.in_size, tuple(grad.shape[2:])
-        grad = grad @ _key_matrix(M, M2, grad).T  # (1, heads, N2, M)
-        index, weights = _query_taps(N, N2, grad)
+        grad = grad @ taps_matrix(M, M2, grad)  # (1, heads, N2, M)
+        index, weights = cubic_taps(N, N2, grad)
         out = grad.new_zeros(grad.shape[:2] + (N, M))
         for c in range(4):
             out.index_add_(2, index[c], grad * weights[c][:, None])
@@ -115,13 +133,15 @@ class BicubicResize(torch.autograd.Function):
 def resize_pos_bias(bias: Tensor, size: Tuple[int, int]) -> Tensor:
     """A stage's position bias for an attention of ``size`` = (queries,
     keys): resized bicubically where the shape differs, by
-    :class:`BicubicResize` where the ``'bias_resize'`` kernel applies, else
-    ``F.interpolate``. Detached when no gradient is recorded: CPU SDPA takes
+    :class:`BicubicResize` where the ``'bias_resize'`` kernel applies,
+    :func:`bicubic_by_taps` when exporting, else ``F.interpolate``. Detached when no gradient is recorded: CPU SDPA takes
     its slow math path for any mask that requires grad."""
     if not (torch.is_grad_enabled() and bias.requires_grad):
         bias = bias.detach()
     if tuple(bias.shape[2:]) == tuple(size):
         return bias
+    if export_form():
+        return bicubic_by_taps(bias, size)
     if applies('bias_resize', bias):
         return BicubicResize.apply(bias, size)
     return bicubic(bias, size)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-from .rules import applies
+from .rules import applies, export_form
 from .utils import plain_backward
 
 # Maps of fewer pixels keep oneDNN's backward (see the module docstring).
@@ -160,6 +160,23 @@ class DepthwiseConv2dChannelsLast(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None
 
 
+def depthwise_by_taps(x: Tensor, weight: Tensor, bias: Optional[Tensor],
+                      padding: Tuple[int, int]) -> Tensor:
+    """Stride-1 depthwise convolution of (1, G, H, W) with G symbolic (the
+    export form of IDConv's batch-folded conv: ONNX's ``Conv`` needs a
+    constant ``group``): each channel's KxK patches by one convolution with
+    constant one-hot kernels (channels as samples), times its weights,
+    summed over the taps. The same products, summed in another order."""
+    K1, K2 = weight.shape[2:]
+    taps = torch.eye(K1 * K2, dtype=x.dtype, device=x.device)
+    patches = F.conv2d(x.reshape(-1, 1, *x.shape[2:]),
+                       taps.reshape(K1 * K2, 1, K1, K2), None, 1, padding)
+    out = (patches * weight.reshape(-1, K1 * K2, 1, 1)).sum(1)
+    if bias is not None:
+        out = out + bias.reshape(-1, 1, 1)
+    return out.unsqueeze(0)
+
+
 def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor],
                      stride: Union[int, Tuple[int, int]] = 1,
                      padding: Union[int, Tuple[int, int]] = 0) -> Tensor:
@@ -170,8 +187,11 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor],
     :data:`MIN_PIXELS`, else :class:`DepthwiseConv2dChannelsLast`. 3x3 and
     strided kernels, and everything without gradients, take PyTorch's
     NCHW convolution as it is: at the backbone's shapes each choice is the
-    fastest of the three for its case (docs/benchmarks.md).
+    fastest of the three for its case (docs/benchmarks.md). Exported with
+    a symbolic channel count, :func:`depthwise_by_taps`.
     """
+    if export_form(x.shape[1]) and _pair(stride) == (1, 1):
+        return depthwise_by_taps(x, weight, bias, _pair(padding))
     method = training_method(x, weight, stride)
     if method == 'cpu':
         return DepthwiseConv2dCPU.apply(x, weight, bias, _pair(padding))

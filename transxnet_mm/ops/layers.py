@@ -1,13 +1,15 @@
-"""A Sequential that runs through the ops: same parameters and state-dict
-keys as ``nn.Sequential``."""
+"""A Sequential that runs through the ops (same parameters and state-dict
+keys as ``nn.Sequential``), and IDConv's pooling."""
 from typing import List, Optional
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .gelu_bn import fused_step
 from .inplace import add_residual, inplace_
 from .layer_scale import foldable, scaled_batch_norm
-from .rules import hooked, plain_conv1x1
+from .rules import export_form, hooked, plain_conv1x1
 
 
 def run_layers(layers: List[nn.Module], x: Tensor, start: int = 0) -> Tensor:
@@ -70,3 +72,25 @@ def gelu_bn_seq(act: nn.Module, bn: nn.Module, seq: nn.Sequential,
                 run_scaled(layers, out, scale, start=1)
     out = seq(inplace_(bn, inplace_(act, x)))
     return out if scale is None else scale(out)
+
+
+def pool_matrix(n, out: int, like: Tensor) -> Tensor:
+    """(out, n) averaging matrix of PyTorch's adaptive average pooling along
+    one axis of length ``n``: row i averages ``floor(i n / out)`` to
+    ``ceil((i + 1) n / out) - 1``."""
+    i = torch.arange(out, device=like.device)
+    start = (i * n) // out
+    end = ((i + 1) * n + out - 1) // out
+    pos = torch.arange(n, device=like.device)
+    mask = (pos >= start[:, None]) & (pos < end[:, None])
+    return mask.to(like.dtype) / (end - start).to(like.dtype)[:, None]
+
+
+def adaptive_avg_pool2d(x: Tensor, size: int) -> Tensor:
+    """``F.adaptive_avg_pool2d(x, size)``. Exported for a map of symbolic
+    size, two products with :func:`pool_matrix` built from the actual size
+    (the exporter's decomposition bakes in the example's windows)."""
+    if export_form(*x.shape[-2:]):
+        H, W = x.shape[-2:]
+        return pool_matrix(H, size, x) @ x @ pool_matrix(W, size, x).T
+    return F.adaptive_avg_pool2d(x, size)

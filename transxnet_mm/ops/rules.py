@@ -15,7 +15,12 @@ float32 rounding). A kernel applies when all of these hold:
   overwritten); ``'any'``, either,
 * no forward hook is registered on a module it would bypass
   (:func:`hooked`): such a module is called as it is, so every hook runs at
-  inference as in training.
+  inference as in training,
+* the model is not being exported (:func:`exporting`).
+
+Inside :func:`exporting` (as timm's ``set_exportable``) the ops that have
+an export form take it (:func:`export_form`): the same numbers by ops that
+have a dynamic ONNX equivalent, or a fast one in onnxruntime.
 
 Which modules a kernel may stand in for is an exact type test
 (:func:`plain_gelu`, :func:`plain_batch_norm`, :func:`training_batch_norm`,
@@ -34,7 +39,7 @@ from torch import Tensor, nn
 from torch.nn.modules import module as _module
 
 from .utils import needs_grad
-from ..torch_compat import autocast_enabled, is_compiling
+from ..utils.compat import autocast_enabled, is_compiling
 
 
 class Rule(NamedTuple):
@@ -68,6 +73,7 @@ KERNELS: Dict[str, Rule] = {
 }
 
 _disabled: FrozenSet[str] = frozenset()
+_exporting = False
 
 
 def _names(names: Sequence[str]) -> FrozenSet[str]:
@@ -108,6 +114,31 @@ def use_kernels(enabled: bool, *names: str) -> Iterator[None]:
         _disabled = previous
 
 
+@contextmanager
+def exporting() -> Iterator[None]:
+    """Inside, the model is being exported: no kernel applies, and the ops
+    with an export form take it (:func:`export_form`). Process-wide, as
+    :func:`use_kernels`; nothing outside ``transxnet_mm.ops`` changes."""
+    global _exporting
+    previous, _exporting = _exporting, True
+    try:
+        yield
+    finally:
+        _exporting = previous
+
+
+def is_symbolic(*sizes) -> bool:
+    """Whether any size is symbolic (a dynamic dimension of an export)."""
+    return any(isinstance(s, torch.SymInt) for s in sizes)
+
+
+def export_form(*sizes) -> bool:
+    """Whether an op takes its export form: inside :func:`exporting`, and
+    where ``sizes`` are given, only when one of them is symbolic (the plain
+    op exports as it is for fixed sizes)."""
+    return _exporting and (not sizes or is_symbolic(*sizes))
+
+
 def eager() -> bool:
     """Neither traced nor compiled: Python-side kernels may run."""
     return not (torch.jit.is_tracing() or is_compiling())
@@ -128,7 +159,7 @@ def applies(name: str, x: Tensor, *grad_from: Optional[Tensor],
     training kernel computes (default ``x``); ``bypassed``: the modules it
     would not call."""
     rule = KERNELS[name]
-    if name in _disabled or not eager():
+    if name in _disabled or _exporting or not eager():
         return False
     device = x.device.type
     if device not in rule.devices or autocast_enabled(device):

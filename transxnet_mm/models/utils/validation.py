@@ -5,7 +5,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from ..torch_compat import autocast_enabled
+from ...utils.compat import autocast_enabled
 
 
 def parse_arch(arch: Union[str, dict], settings: Dict[str, dict]) -> dict:

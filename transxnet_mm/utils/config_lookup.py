@@ -34,7 +34,7 @@ PREFIX = 'transxnet_mm::'
 
 def mim_dir() -> str:
     """This package's ``.mim`` folder (configs, tools, model-index.yml)."""
-    return osp.join(osp.dirname(osp.abspath(__file__)), '.mim')
+    return osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), '.mim')
 
 
 def available_configs() -> List[str]:

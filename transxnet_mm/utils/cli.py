@@ -71,7 +71,7 @@ def load_config(args: argparse.Namespace) -> Config:
 
 @contextmanager
 def missing_files_exit() -> Iterator[None]:
-    """A missing dataset or checkpoint (:mod:`transxnet_mm.checks`) ends the
+    """A missing dataset or checkpoint (:mod:`transxnet_mm.utils.checks`) ends the
     tool with its one-line explanation instead of a traceback."""
     try:
         yield
@@ -83,3 +83,14 @@ def build_runner(cfg: Config) -> Runner:
     """MMEngine's runner, or the config's ``runner_type``."""
     return (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
             RUNNERS.build(cfg))
+
+
+@contextmanager
+def tool_errors() -> Iterator[None]:
+    """A missing file or a bad argument (FileNotFoundError, ValueError from
+    our code or the checkpoint loader) ends a tool with its message
+    instead of a traceback."""
+    try:
+        yield
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f'error: {e}') from None

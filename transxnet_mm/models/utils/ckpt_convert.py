@@ -21,7 +21,7 @@ from mmengine.registry import MODELS
 from mmengine.runner.checkpoint import CheckpointLoader
 from torch import Tensor, nn
 
-from ..torch_compat import safe_globals
+from ...utils.compat import safe_globals
 
 # (authors' key pattern, ours, index map authors -> ours, its inverse):
 # {i} is the authors' list position, {j} ours.
@@ -208,7 +208,7 @@ def read_checkpoint(path: str) -> dict:
     timm-trained checkpoints (the authors') also hold an ``argparse.Namespace``
     of training arguments; it is allowed for this one load only (numpy
     scalars, in their mmseg 0.30 files, always are:
-    :func:`transxnet_mm.torch_compat.allow_numpy_scalars`).
+    :func:`transxnet_mm.utils.compat.allow_numpy_scalars`).
     """
     if '://' not in path and not osp.isfile(path):
         raise FileNotFoundError(

@@ -1,8 +1,8 @@
 """Model complexity, speed and memory of any of our configs (mmdet, mmseg,
-mmpretrain), and the authors' model as a baseline.
-
-Used by the tools in ``tools/analysis_tools/`` (get_flops, benchmark,
-benchmark_backbone, benchmark_train).
+mmpretrain), and the authors' model as a baseline: the helpers of the tools
+in ``tools/analysis_tools/`` (get_flops, benchmark, benchmark_backbone,
+benchmark_train, saved_activations) and ``tools/deployment/benchmark_onnx.py``.
+The models come from :func:`transxnet_mm.apis.build_model`.
 """
 import importlib.util
 import os
@@ -17,9 +17,6 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from mmengine.analysis import FlopAnalyzer, parameter_count
 from mmengine.analysis.jit_handles import get_shape
-from mmengine.config import Config
-from mmengine.model import revert_sync_batchnorm
-from mmengine.registry import init_default_scope
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
@@ -27,19 +24,6 @@ DEFAULT_SHAPES = {'mmdet': (800, 1280), 'mmseg': (512, 512),
                   'mmpretrain': (224, 224)}
 # Ops that compute OSRA's attention products (q @ k^T and attn @ v).
 ATTENTION_OPS = ('matmul', 'bmm', 'scaled_dot_product_attention')
-
-
-def build_model(cfg: Config, device: str = 'cpu') -> Tuple[torch.nn.Module, str]:
-    """The config's model in eval mode with plain BatchNorm and no pretrained
-    weights (none are needed to count or time it), and its toolbox scope."""
-    scope = cfg.get('default_scope', 'mmdet')
-    init_default_scope(scope)
-    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
-    model_cfg = cfg.model.copy()
-    if 'backbone' in model_cfg:
-        model_cfg.backbone.pop('init_cfg', None)
-    model = revert_sync_batchnorm(registry.build(model_cfg))
-    return model.to(device).eval(), scope
 
 
 def dummy_inputs(scope: str, shape: Sequence[int], batch_size: int = 1,
@@ -250,7 +234,7 @@ def authors_model(path: str, arch: str, state_dict: Dict[str, torch.Tensor],
     names from our converter; our output norm i is their ``norm{2i}``).
     Output norms our backbone lacks (stages it does not output) are left
     out of theirs with ``start_level``, as their configs do."""
-    from transxnet_mm.models.convert import to_official
+    from transxnet_mm.models.utils.ckpt_convert import to_official
     if not os.path.isfile(path):
         raise SystemExit(f'{path!r} does not exist: give the path of the '
                          "authors' model file, e.g. "

@@ -5,7 +5,7 @@ An image flows stem -> stage 1..4 (each: downsample, blocks) -> output norms.
 Each block is DPE -> D-Mixer (IDConv | OSRA, then STE) -> MS-FFN, pre-norm with
 layer scale. Inside a block the submodules carry the authors' names, so their
 ImageNet checkpoints load by renaming the stage prefixes only
-(:mod:`transxnet_mm.models.convert`) and give their outputs. The CPU kernels
+(:mod:`transxnet_mm.models.utils.ckpt_convert`) and give their outputs. The CPU kernels
 and inference shortcuts live in :mod:`transxnet_mm.ops`.
 """
 import math
@@ -22,15 +22,16 @@ from mmengine.registry import MODELS
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..ops import (DWConv2d, LeanSequential, add_residual, biased_attention,
-                   depthwise_conv2d, gelu_bn_dwconvs, gelu_bn_seq,
-                   resize_pos_bias, scaled_branch, split_convs)
-from .compile import CompiledStages
-from .convert import load_pretrained
-from .load_hook import backbone_load_hook
-from .validation import (check_bn_batch, check_compile_cfg,
-                         check_frozen_stages, check_input, parse_arch,
-                         parse_out_indices)
+from ...ops import (DWConv2d, LeanSequential, adaptive_avg_pool2d,
+                    add_residual, biased_attention, depthwise_conv2d,
+                    gelu_bn_dwconvs, gelu_bn_seq, resize_pos_bias,
+                    scaled_branch, split_convs)
+from ..utils.compile import CompiledStages
+from ..utils.ckpt_convert import load_pretrained
+from ..utils.load_hook import backbone_load_hook
+from ..utils.validation import (check_bn_batch, check_compile_cfg,
+                                check_frozen_stages, check_input, parse_arch,
+                                parse_out_indices)
 
 # The relative position biases are stored for a 224x224 input (the ImageNet
 # resolution) and resized to the actual attention shape at run time.
@@ -93,7 +94,6 @@ class IDConv(nn.Module):
         self.weight = nn.Parameter(
             torch.empty(num_groups, channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.empty(num_groups, channels))
-        self.pool = nn.AdaptiveAvgPool2d(kernel_size)
         hidden = channels // reduction
         self.proj = nn.Sequential(
             ConvBN(nn.Conv2d(channels, hidden, 1, bias=False), hidden,
@@ -106,7 +106,8 @@ class IDConv(nn.Module):
         B, C, H, W = x.shape
         K, G = self.kernel_size, self.num_groups
         check_bn_batch(self.proj[0].bn, B)
-        attn = self.proj(self.pool(x)).reshape(B, G, C, K, K).softmax(dim=1)
+        attn = self.proj(adaptive_avg_pool2d(x, K)).reshape(B, G, C, K, K)
+        attn = attn.softmax(dim=1)
         weight = (attn * self.weight.unsqueeze(0)).sum(dim=1)
         attn = self.proj(x.mean(dim=(2, 3), keepdim=True))
         attn = attn.reshape(B, G, C).softmax(dim=1)
@@ -348,7 +349,7 @@ class TransXNet(CompiledStages, BaseModule):
             Defaults to None (eager).
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH)``
             with PATH an authors' ImageNet checkpoint or one of ours (see
-            :func:`transxnet_mm.models.convert.load_pretrained`); ``prefix``
+            :func:`transxnet_mm.models.utils.ckpt_convert.load_pretrained`); ``prefix``
             picks a sub-module of a full-model checkpoint.
     """
 

@@ -6,7 +6,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from ..ops.rules import eager
+from ...ops.rules import eager
 
 
 class CompiledStages:

@@ -8,8 +8,8 @@ from typing import Dict
 
 from torch import Tensor, nn
 
-from .convert import (CheckpointMismatch, arch_name, check_variant,
-                      rename_authors_keys)
+from .ckpt_convert import (CheckpointMismatch, arch_name, check_variant,
+                           rename_authors_keys)
 
 
 def check_backbone_weights(model: nn.Module, state_dict: Dict[str, Tensor],

@@ -1,0 +1,3 @@
+from .transxnet import TransXNet
+
+__all__ = ['TransXNet']
