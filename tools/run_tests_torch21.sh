@@ -50,5 +50,4 @@ exec "$PY" -m pytest \
     tests/test_classification.py::test_authors_checkpoint_loads_completely_with_their_logits \
     tests/test_fast_path.py::test_attention_gradients_without_saving_the_matrix \
     tests/test_fast_path.py::test_attention_gradgradcheck \
-    tests/test_sync_bn.py \
     "$@"

@@ -11,10 +11,9 @@ channels) that is most of a training step's activation memory. Forward
 results are PyTorch's own ops (the same bits); running statistics are
 updated once, as ``nn.BatchNorm2d`` does.
 
-The norms taken (:func:`~.rules.training_batch_norm`): ``BN`` in a config,
-``SyncBN`` as MMEngine's runner reverts it in a one-process run
-(``_BatchNormXd``), and ``nn.SyncBatchNorm`` under DDP, whose statistics
-and input gradient then go through its process group (:mod:`.sync_bn`).
+The norms taken (:func:`~.rules.training_batch_norm`): those that
+normalise over the local batch (``BN``, ``SyncBN`` as MMEngine's runner
+reverts it in a one-process run).
 """
 from typing import List, Optional, Sequence, Tuple
 
@@ -26,8 +25,6 @@ from .depthwise import DWConv2d, depthwise_backward, training_method
 from .inplace import inplace_
 from .rules import (applies, hooked, plain_conv1x1, plain_gelu,
                     training_batch_norm)
-from .sync_bn import (group_batch_norm_backward, group_batch_stats,
-                      normalize, sync_group)
 from .utils import bn_momentum, plain_backward
 
 
@@ -36,7 +33,7 @@ def fusable(act: nn.Module, bn: nn.Module, x: Tensor,
     """Whether ``bn(act(x))`` (then ``others``) may run as one of these
     Functions: an exact GELU and a training BatchNorm (:mod:`.rules`) where
     the ``'gelu_bn'`` kernel applies."""
-    return (plain_gelu(act) and training_batch_norm(bn, x.dtype)
+    return (plain_gelu(act) and training_batch_norm(bn)
             and applies('gelu_bn', x, x, bn.weight,
                         bypassed=(act, bn) + others))
 
@@ -55,19 +52,23 @@ def per_sample_mm(w: Tensor, x3: Tensor,
     return out
 
 
+def normalize(g: Tensor, weight: Tensor, bias: Tensor, mean: Tensor,
+              rstd: Tensor) -> Tensor:
+    """``weight * (g - mean) * rstd + bias``, per channel: a training
+    BatchNorm's output from its statistics, recomputed in backward."""
+    scale = rstd * weight
+    return torch.addcmul((bias - mean * scale).view(1, -1, 1, 1), g,
+                         scale.view(1, -1, 1, 1))
+
+
 def _bn_train(ctx, g: Tensor,
               bn: nn.BatchNorm2d) -> Tuple[Tensor, Tensor, Tensor]:
     """``bn(g)`` in training mode: output, batch mean and inverse std; the
-    running statistics updated as ``bn``'s forward does. For backward,
-    ``ctx`` keeps the process group of an ``nn.SyncBatchNorm`` under DDP
-    (None for a local batch) and the group batch's size."""
-    ctx.eps, ctx.group = bn.eps, sync_group(bn)
-    if ctx.group is None:
-        return torch.ops.aten.native_batch_norm(
-            g, bn.weight, bn.bias, bn.running_mean, bn.running_var, True,
-            bn_momentum(bn), bn.eps)
-    mean, rstd, ctx.total = group_batch_stats(g, bn, ctx.group)
-    return normalize(g, bn.weight, bn.bias, mean, rstd), mean, rstd
+    running statistics updated as ``bn``'s forward does."""
+    ctx.eps = bn.eps
+    return torch.ops.aten.native_batch_norm(
+        g, bn.weight, bn.bias, bn.running_mean, bn.running_var, True,
+        bn_momentum(bn), bn.eps)
 
 
 def _plain(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
@@ -78,9 +79,6 @@ def _plain(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
 
 def _bn_backward(ctx, grad: Tensor, g: Tensor, weight: Tensor, mean: Tensor,
                  rstd: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-    if ctx.group is not None:
-        return group_batch_norm_backward(grad, g, weight, mean, rstd,
-                                         ctx.total, ctx.group)
     return torch.ops.aten.native_batch_norm_backward(
         grad, g, weight, None, None, mean, rstd, True, ctx.eps,
         [True, ctx.needs_input_grad[1], ctx.needs_input_grad[2]])

@@ -17,14 +17,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .rules import applies, hooked, training_batch_norm
-from .sync_bn import GroupBatchNorm, sync_group
 from .utils import bn_momentum
 
 
 def foldable(scale: nn.Module, bn: nn.Module, x: Tensor) -> bool:
     """Whether ``scale(bn(x) ...)`` may run folded: a training BatchNorm
     (:mod:`.rules`) where the ``'layer_scale'`` kernel applies."""
-    return (training_batch_norm(bn, x.dtype)
+    return (training_batch_norm(bn)
             and applies('layer_scale', x, x, bn.weight, scale.weight,
                         bypassed=(scale, bn)))
 
@@ -36,12 +35,8 @@ def scaled_batch_norm(scale: nn.Module, bn: nn.BatchNorm2d, x: Tensor,
     ``weight`` of C elements and a ``bias`` (C, )."""
     w = scale.weight.reshape(-1)
     weight, bias = w * bn.weight, torch.addcmul(scale.bias, w, bn.bias)
-    group = sync_group(bn)  # nn.SyncBatchNorm under DDP: the group's batch
-    if group is not None:
-        out = GroupBatchNorm.apply(x, weight, bias, bn, group)
-    else:
-        out = F.batch_norm(x, bn.running_mean, bn.running_var, weight, bias,
-                           True, bn_momentum(bn), bn.eps)
+    out = F.batch_norm(x, bn.running_mean, bn.running_var, weight, bias,
+                       True, bn_momentum(bn), bn.eps)
     if residual is None:
         return out
     return torch.addcmul(out, residual, w.view(1, -1, 1, 1))

@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from typing import Dict, FrozenSet, Iterator, NamedTuple, Optional, Sequence
 
 import torch
+import torch.distributed as dist
 from mmengine.model.utils import _BatchNormXd
 from mmengine.utils.dl_utils.parrots_wrapper import \
     SyncBatchNorm as _MMSyncBatchNorm
@@ -198,17 +199,23 @@ def plain_batch_norm(module: nn.Module) -> bool:
     return exact and _affine_tracked(module)
 
 
-def training_batch_norm(module: nn.Module,
-                        dtype: torch.dtype = torch.float32) -> bool:
-    """A BatchNorm in training mode that the training kernels compute on
-    input of ``dtype``: a plain one, or a SyncBatchNorm, whose statistics
-    then come from its process group as its own forward takes them
-    (:mod:`.sync_bn`), in float32 or float64 (PyTorch's accumulates half
-    precision in float32; such input is left to it)."""
+def _synchronised(module: nn.Module) -> bool:
+    """Whether a SyncBatchNorm in training takes its statistics over a
+    process group of more than one (as its own forward decides)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    group = module.process_group or dist.group.WORLD
+    return dist.get_world_size(group) > 1
+
+
+def training_batch_norm(module: nn.Module) -> bool:
+    """A BatchNorm in training mode that normalises over the local batch,
+    which the training kernels compute: a plain one, SyncBN as MMEngine
+    reverts it in one process, or a SyncBatchNorm outside a process group
+    (under DDP, PyTorch's SyncBatchNorm computes it)."""
     return module.training and _affine_tracked(module) and (
         type(module) in _BATCH_NORMS or (
-            type(module) in SYNC_BATCH_NORMS
-            and dtype in (torch.float32, torch.float64)))
+            type(module) in SYNC_BATCH_NORMS and not _synchronised(module)))
 
 
 def plain_conv1x1(module: nn.Module) -> bool:

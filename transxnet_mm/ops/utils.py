@@ -18,10 +18,7 @@ def plain_backward(op: Callable[..., Tensor], ctx,
     (differentiable) backward: what a Function's backward returns when asked
     for a graph of its own (``create_graph=True``, double backward), which
     its fast, in-place formulas cannot give. ``args`` are non-tensor
-    arguments; one ``None`` gradient is appended for each. The ops recompute
-    with local statistics, so a forward that took a BatchNorm's statistics
-    from a process group is refused (:func:`local_forward`)."""
-    local_forward(ctx)
+    arguments; one ``None`` gradient is appended for each."""
     with torch.enable_grad():
         out = op(*inputs, *args)
         wanted = [t for t, need in zip(inputs, ctx.needs_input_grad)
@@ -31,18 +28,6 @@ def plain_backward(op: Callable[..., Tensor], ctx,
     result = [next(grads) if need and t is not None else None
               for t, need in zip(inputs, ctx.needs_input_grad)]
     return tuple(result) + (None, ) * len(args)
-
-
-def local_forward(ctx) -> None:
-    """Raise where ``ctx``'s forward took BatchNorm statistics from a
-    process group (``ctx.group``, :mod:`.sync_bn`): its double backward
-    would need them too."""
-    if getattr(ctx, 'group', None) is not None:
-        raise RuntimeError(
-            'double backward (create_graph=True) through nn.SyncBatchNorm '
-            'over a process group is not supported by the training kernels: '
-            'train the model that needs a gradient penalty with '
-            'norm_cfg=dict(type="BN")')
 
 
 def bn_momentum(bn: nn.BatchNorm2d) -> float:
