@@ -18,7 +18,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from transxnet_mm import deploy
 from transxnet_mm.ops import exporting, resize_pos_bias
-from transxnet_mm.models.backbones.transxnet import LayerScale, TransXNetStage
+from transxnet_mm.models.backbones.transxnet import TransXNetStage
+from transxnet_mm.models.layers import LayerScale
 
 pytest.importorskip('onnxruntime')
 

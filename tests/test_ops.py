@@ -186,7 +186,7 @@ def test_layer_scale_folded_into_the_batch_norm(momentum):
     without the scale, as the authors' module gives it."""
     import copy
 
-    from transxnet_mm.models.backbones.transxnet import LayerScale
+    from transxnet_mm.models.layers import LayerScale
     from transxnet_mm.ops import scaled_batch_norm
 
     torch.manual_seed(0)
@@ -329,17 +329,19 @@ def test_layer_depths_for_learning_rate_decay():
     assert model.get_layer_depth('head.fc.weight', 'backbone.')[0] == num - 1
 
 
-def test_model_file_holds_only_the_paper_modules():
-    """The kernels live in transxnet_mm/ops: the backbone's file defines no
-    autograd Function, and the paper's modules are classes of it."""
-    import transxnet_mm.models.backbones.transxnet as backbone
-    src = open(backbone.__file__).read()
-    assert 'autograd.Function' not in src
-    classes = {n.name for n in ast.parse(src).body
-               if isinstance(n, ast.ClassDef)}
-    assert classes >= {'Block', 'TransXNetStage', 'TransXNet'}
-    for name in ('IDConv', 'OSRA', 'DMixer', 'MSFFN'):
-        assert hasattr(backbone, name), name
+def test_model_files_hold_only_the_paper_modules():
+    """The kernels live in transxnet_mm/ops: the backbone's files define no
+    autograd Function, only the paper's modules."""
+    from transxnet_mm.models import layers
+    from transxnet_mm.models.backbones import transxnet
+    classes = set()
+    for module in (transxnet, layers):
+        src = open(module.__file__).read()
+        assert 'autograd.Function' not in src, module.__file__
+        classes |= {n.name for n in ast.parse(src).body
+                    if isinstance(n, ast.ClassDef)}
+    assert classes >= {'IDConv', 'OSRA', 'STE', 'DMixer', 'MSFFN', 'Block',
+                       'TransXNetStage', 'TransXNet'}
 
 
 @pytest.mark.slow

@@ -10,7 +10,8 @@ from helpers import config_file, load_tool, run_tool
 from mmengine.config import Config
 
 from transxnet_mm import TransXNet
-from transxnet_mm.models.backbones.transxnet import DMixer, IDConv, OSRA, TransXNetStage
+from transxnet_mm.models.backbones.transxnet import DMixer, TransXNetStage
+from transxnet_mm.models.layers import IDConv, OSRA
 from transxnet_mm.ops import use_kernels
 from transxnet_mm.apis import build_model
 from transxnet_mm.models.utils.ckpt_convert import CheckpointMismatch

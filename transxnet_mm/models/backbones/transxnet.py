@@ -3,13 +3,13 @@ Dynamics with a Dual Dynamic Token Mixer", IEEE TNNLS).
 
 An image flows stem -> stage 1..4 (each: downsample, blocks) -> output norms.
 Each block is DPE -> D-Mixer (IDConv | OSRA, then STE) -> MS-FFN, pre-norm with
-layer scale. Inside a block the submodules carry the authors' names, so their
-ImageNet checkpoints load by renaming the stage prefixes only
-(:mod:`transxnet_mm.models.utils.ckpt_convert`) and give their outputs. The CPU kernels
-and inference shortcuts live in :mod:`transxnet_mm.ops`.
+layer scale; the D-Mixer's and MS-FFN's parts are in :mod:`..layers`. Inside
+a block the submodules carry the authors' names, so their ImageNet
+checkpoints load by renaming the stage prefixes only
+(:mod:`..utils.ckpt_convert`) and give their outputs. The CPU kernels and
+inference shortcuts live in :mod:`transxnet_mm.ops`.
 """
 import math
-from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -22,159 +22,20 @@ from mmengine.registry import MODELS
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ...ops import (DWConv2d, LeanSequential, adaptive_avg_pool2d,
-                    add_residual, biased_attention, depthwise_conv2d,
-                    gelu_bn_dwconvs, gelu_bn_seq, resize_pos_bias,
-                    scaled_branch, split_convs)
-from ..utils.compile import CompiledStages
+from ...ops import (DWConv2d, LeanSequential, add_residual, gelu_bn_dwconvs,
+                    gelu_bn_seq, resize_pos_bias, scaled_branch)
+from ..layers import (OSRA, STE, ConvBN, IDConv, LayerScale,
+                      MultiScaleDWConv)
 from ..utils.ckpt_convert import load_pretrained
+from ..utils.compile import CompiledStages
 from ..utils.load_hook import backbone_load_hook
-from ..utils.validation import (check_bn_batch, check_compile_cfg,
-                                check_frozen_stages, check_input, parse_arch,
-                                parse_out_indices)
+from ..utils.validation import (check_compile_cfg, check_frozen_stages,
+                                check_input, parse_arch, parse_out_indices)
 
 # The relative position biases are stored for a 224x224 input (the ImageNet
 # resolution) and resized to the actual attention shape at run time.
 BIAS_IMAGE_SIZE = 224
 STEM_STRIDE = 4
-
-
-class ConvBN(LeanSequential):
-    """conv -> BatchNorm (-> activation): the authors' ConvModule, with its
-    ``conv`` / ``bn`` names."""
-
-    def __init__(self, conv: nn.Module, channels: int, norm_cfg: dict,
-                 act: bool = False) -> None:
-        layers = OrderedDict(conv=conv,
-                             bn=build_norm_layer(norm_cfg, channels)[1])
-        if act:
-            layers['act'] = nn.GELU()
-        super().__init__(layers)
-
-    @classmethod
-    def downsample(cls, in_channels: int, out_channels: int, kernel_size: int,
-                   stride: int, norm_cfg: dict) -> 'ConvBN':
-        """The stem and the layers between stages: strided conv, no bias."""
-        return cls(nn.Conv2d(in_channels, out_channels, kernel_size, stride,
-                             kernel_size // 2, bias=False), out_channels,
-                   norm_cfg)
-
-
-class LayerScale(nn.Module):
-    """Per-channel scale AND bias on the residual branch, stored as the
-    authors' (C, 1, 1, 1) depthwise 1x1 conv weight and (C,) bias."""
-
-    def __init__(self, channels: int, init_value: float = 1e-5) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.full((channels, 1, 1, 1),
-                                              init_value))
-        self.bias = nn.Parameter(torch.zeros(channels))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.addcmul(self.bias.view(1, -1, 1, 1), x,
-                             self.weight.view(1, -1, 1, 1))
-
-
-class IDConv(nn.Module):
-    """Input-dependent depthwise convolution.
-
-    Each sample gets its own KxK depthwise kernel and bias: softmax-weighted
-    sums (over G groups) of a learnable kernel bank ``weight`` and bias bank
-    ``bias``, the weights predicted from the input by one shared projection
-    ``proj`` (of the KxK-pooled map for the kernel, of the global mean for the
-    bias).
-    """
-
-    def __init__(self, channels: int, kernel_size: int = 7, num_groups: int = 2,
-                 reduction: int = 4, norm_cfg: dict = dict(type='BN')) -> None:
-        super().__init__()
-        assert num_groups > 1, f'IDConv needs num_groups > 1, got {num_groups}'
-        self.kernel_size = kernel_size
-        self.num_groups = num_groups
-        self.weight = nn.Parameter(
-            torch.empty(num_groups, channels, kernel_size, kernel_size))
-        self.bias = nn.Parameter(torch.empty(num_groups, channels))
-        hidden = channels // reduction
-        self.proj = nn.Sequential(
-            ConvBN(nn.Conv2d(channels, hidden, 1, bias=False), hidden,
-                   norm_cfg, act=True),
-            nn.Conv2d(hidden, channels * num_groups, 1))
-        nn.init.trunc_normal_(self.weight, std=0.02)
-        nn.init.trunc_normal_(self.bias, std=0.02)
-
-    def forward(self, x: Tensor) -> Tensor:
-        B, C, H, W = x.shape
-        K, G = self.kernel_size, self.num_groups
-        check_bn_batch(self.proj[0].bn, B)
-        attn = self.proj(adaptive_avg_pool2d(x, K)).reshape(B, G, C, K, K)
-        attn = attn.softmax(dim=1)
-        weight = (attn * self.weight.unsqueeze(0)).sum(dim=1)
-        attn = self.proj(x.mean(dim=(2, 3), keepdim=True))
-        attn = attn.reshape(B, G, C).softmax(dim=1)
-        bias = (attn * self.bias.unsqueeze(0)).sum(dim=1)
-        # The batch folded into the groups: one depthwise conv for all samples.
-        out = depthwise_conv2d(x.reshape(1, B * C, H, W),
-                               weight.reshape(B * C, 1, K, K),
-                               bias.reshape(B * C), padding=K // 2)
-        return out.reshape(B, C, H, W)
-
-
-class OSRA(nn.Module):
-    """Overlapping spatial reduction attention.
-
-    Keys and values come from a spatially reduced map ``sr`` (overlapping
-    depthwise conv of stride ``sr_ratio``, then a per-channel 1x1 conv)
-    refined by a 3x3 depthwise ``local_conv``; the logits get the stage's
-    relative position bias.
-    """
-
-    def __init__(self, channels: int, num_heads: int, sr_ratio: int,
-                 norm_cfg: dict = dict(type='BN')) -> None:
-        super().__init__()
-        assert channels % num_heads == 0, \
-            f'OSRA channels {channels} must be divisible by heads {num_heads}'
-        self.num_heads = num_heads
-        self.scale = (channels // num_heads)**-0.5
-        self.q = nn.Conv2d(channels, channels, 1)
-        self.kv = nn.Conv2d(channels, channels * 2, 1)
-        if sr_ratio > 1:
-            self.sr = nn.Sequential(
-                ConvBN(DWConv2d(channels, sr_ratio + 3, sr_ratio, bias=False),
-                       channels, norm_cfg, act=True),
-                ConvBN(nn.Conv2d(channels, channels, 1, groups=channels,
-                                 bias=False), channels, norm_cfg))
-        else:
-            self.sr = nn.Identity()
-        self.local_conv = DWConv2d(channels, 3)
-
-    def forward(self, x: Tensor, pos_bias: Tensor) -> Tensor:
-        B, C, H, W = x.shape
-        h = self.num_heads
-        kv = self.sr(x)
-        kv = add_residual(self.local_conv(kv), kv)
-        k, v = self.kv(kv).chunk(2, dim=1)
-        # (B, heads, tokens, head_dim), contiguous in head_dim: the fused
-        # (flash) kernel needs it, else SDPA falls back to its slow math path.
-        q, k, v = (t.reshape(B, h, C // h, -1).transpose(-1, -2).contiguous()
-                   for t in (self.q(x), k, v))
-        x = biased_attention(q, k, v, pos_bias, self.scale)
-        return x.transpose(-1, -2).reshape(B, C, H, W)
-
-
-class STE(LeanSequential):
-    """Squeezed token enhancer: 3x3 depthwise conv, then a 1x1 bottleneck
-    (C -> max(16, C // 8) -> C), each step with GELU and BatchNorm. Indexed
-    as the authors' ``token_mixer.proj``."""
-
-    def __init__(self, channels: int, norm_cfg: dict) -> None:
-        squeezed = max(16, channels // 8)
-        super().__init__(
-            DWConv2d(channels, 3), nn.GELU(),
-            build_norm_layer(norm_cfg, channels)[1],
-            nn.Conv2d(channels, squeezed, 1), nn.GELU(),
-            build_norm_layer(norm_cfg, squeezed)[1],
-            nn.Conv2d(squeezed, channels, 1),
-            build_norm_layer(norm_cfg, channels)[1])
 
 
 class DMixer(nn.Module):
@@ -203,24 +64,6 @@ class DMixer(nn.Module):
         if layer_scale is not None:
             return self.proj.scaled(x, layer_scale, residual=x)
         return add_residual(self.proj(x), x)
-
-
-class MultiScaleDWConv(nn.Module):
-    """Depthwise convs of kernels 1, 3, 5, 7 on four channel groups (the
-    first group takes the remainder)."""
-
-    def __init__(self, channels: int, kernels: Sequence[int] = (1, 3, 5, 7)):
-        super().__init__()
-        n = len(kernels)
-        self.splits = [channels - channels // n * (n - 1)] + \
-            [channels // n] * (n - 1)
-        self.proj = nn.ModuleList(
-            DWConv2d(c, k) for c, k in zip(self.splits, kernels))
-
-    def forward(self, x: Tensor, residual: bool = False) -> Tensor:
-        """The convs' outputs concatenated, plus ``x`` if ``residual`` (then,
-        at inference, written into ``x``: pass a fresh map)."""
-        return split_convs(x, self.splits, self.proj, residual, self)
 
 
 class MSFFN(nn.Module):
