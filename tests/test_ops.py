@@ -357,3 +357,37 @@ def test_every_subpackage_imports_first():
                               f'import transxnet_mm.{name}'], cwd=ROOT,
                              capture_output=True, text=True)
         assert out.returncode == 0, (name, out.stderr[-2000:])
+
+
+def test_explain_says_which_path_each_module_takes():
+    """ops.explain: CPU training takes the training kernels in the D-Mixer
+    and MS-FFN, inference the in-place ones; decided as for CUDA, or with
+    the kernels off, nothing is taken; the model is left as it was."""
+    from transxnet_mm.ops import decisions, explain
+    model = TransXNet(SMALL)
+    x = torch.randn(2, 3, 64, 64)
+
+    def taken(found):
+        return {(d.module, d.kernel) for d in found if d.taken}
+
+    train = taken(decisions(model.train(), x))
+    assert {('stages.blocks.mlp', 'gelu_bn'),
+            ('stages.blocks.mlp', 'layer_scale'),
+            ('stages.blocks.token_mixer.global_unit', 'attention'),
+            ('stages', 'bias_resize')} <= train
+    assert not {k for _, k in train} & {'inplace'}
+    with torch.no_grad():
+        infer = taken(decisions(model.eval(), x))
+        assert {k for _, k in infer} == {'inplace', 'bias_resize'}
+        cuda = decisions(model, x, device='cuda')
+    assert cuda and not taken(cuda)
+    assert {d.why for d in cuda if d.kernel == 'inplace'} == \
+        {"not verified on cuda: PyTorch's op"}
+    with use_kernels(False):
+        off = decisions(model.train(), x)
+    assert off and not taken(off)
+    table = explain(model.train(), x, title='small')
+    assert table.splitlines()[0].startswith('small: training, input '
+                                            '(2, 3, 64, 64) on cpu')
+    assert 'stages.blocks.mlp' in table
+    assert not any('forward' in vars(m) for m in model.modules())

@@ -62,7 +62,7 @@ from benchmark_utils import (authors_model, machine, matmul_contender,
                              measure_step)
 
 from transxnet_mm.models import TransXNet
-from transxnet_mm.ops import use_kernels
+from transxnet_mm.ops import explain, use_kernels
 
 AMP_DTYPES = dict(bf16=torch.bfloat16, fp16=torch.float16)
 # The paper's Table XI: inference on one RTX 3090, 224x224, batch 128
@@ -104,6 +104,10 @@ def parse_args():
                         help='run the cells with glibc keeping freed memory '
                         '(MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_ large): '
                         'fewer page faults, steadier and faster on CPU')
+    parser.add_argument('--explain', action='store_true',
+                        help="print which path each module of our backbone "
+                        'takes in each cell, and why (transxnet_mm.ops.'
+                        'explain), instead of measuring')
     parser.add_argument('--worker', nargs=6, help=argparse.SUPPRESS)
     parser.add_argument('--contender', action='store_true',
                         help=argparse.SUPPRESS)
@@ -194,6 +198,19 @@ def main():
                        args.runs, args.warmup, args.device, args.amp,
                        args.norm)
         print('RESULT ' + json.dumps(res))
+        return
+    if args.explain:
+        for arch in args.archs:
+            model = revert_sync_batchnorm(
+                TransXNet(arch, norm_cfg=dict(type=args.norm)))
+            for size in args.sizes:
+                h, w, batch = (int(v) for v in size.split('x'))
+                for mode in args.modes:
+                    x = torch.randn(batch, 3, h, w, device=args.device)
+                    model.to(args.device).train(mode == 'train')
+                    with torch.set_grad_enabled(mode == 'train'):
+                        print(explain(model, x, title=f'TransXNet-'
+                                      f'{arch.upper()} {mode}') + '\n')
         return
     base = args.authors_model or 'plain'
     base_name = 'authors' if args.authors_model else 'plain'

@@ -4,7 +4,7 @@ Each op is a drop-in for a plain PyTorch computation and gives its result to
 float32 rounding. Where each applies is one table, :mod:`.rules`;
 :func:`use_kernels` turns all or some of them off (all off, the backbone runs
 plain PyTorch ops only); inside :func:`exporting` the ops take their export
-form (ONNX).
+form (ONNX); :func:`explain` says which path each module takes, and why.
 """
 from .attention import BiasedAttention, biased_attention
 from .bias_resize import (BicubicResize, bicubic, bicubic_by_taps, cubic_taps,
@@ -15,6 +15,7 @@ from .gelu_bn import (GeluBatchNorm, GeluBatchNormConv1x1,
                       GeluBatchNormDWConvs, gelu_bn_dwconvs)
 from .inplace import add_residual, inplace_, split_convs
 from .layer_scale import scaled_batch_norm, scaled_branch
+from .explain import decisions, explain
 from .layers import LeanSequential, adaptive_avg_pool2d, gelu_bn_seq
 from .rules import KERNELS, applies, exporting, kernels_enabled, use_kernels
 
@@ -27,6 +28,6 @@ __all__ = [
     'gelu_bn_seq', 'DWConv2d',
     'LeanSequential', 'add_residual', 'inplace_', 'split_convs',
     'scaled_batch_norm', 'scaled_branch',
-    'KERNELS', 'applies',
+    'KERNELS', 'applies', 'decisions', 'explain',
     'kernels_enabled', 'use_kernels'
 ]

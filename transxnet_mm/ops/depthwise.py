@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-from .rules import applies, export_form
-from .utils import plain_backward
+from .rules import applies, export_form, refuse
+from .utils import needs_grad, plain_backward
 
 # Maps of fewer pixels keep oneDNN's backward (see the module docstring).
 MIN_PIXELS = 28 * 28
@@ -66,11 +66,13 @@ def training_method(x: Tensor, weight: Tensor,
     (:class:`DepthwiseConv2dChannelsLast`) or ``'plain'`` (PyTorch's NCHW
     convolution). The first two only where the ``'depthwise'`` kernel
     applies, for 5x5 and larger kernels of stride 1."""
-    if (min(weight.shape[2:]) >= 5 and _pair(stride) == (1, 1)
-            and applies('depthwise', x, x, weight)):
-        return ('cpu' if x.shape[2] * x.shape[3] >= MIN_PIXELS else
-                'channels_last')
-    return 'plain'
+    if min(weight.shape[2:]) < 5 or _pair(stride) != (1, 1):
+        if needs_grad(x, weight):
+            refuse('depthwise', '3x3 or strided: PyTorch\'s conv is faster')
+        return 'plain'
+    if not applies('depthwise', x, x, weight):
+        return 'plain'
+    return 'cpu' if x.shape[2] * x.shape[3] >= MIN_PIXELS else 'channels_last'
 
 
 def depthwise_backward(

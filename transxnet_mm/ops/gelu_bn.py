@@ -20,10 +20,11 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from .depthwise import DWConv2d, depthwise_backward, training_method
 from .inplace import inplace_
-from .rules import (applies, hooked, plain_conv1x1, plain_gelu,
+from .rules import (applies, hooked, plain_conv1x1, plain_gelu, refuse,
                     training_batch_norm)
 from .utils import bn_momentum, plain_backward
 
@@ -33,9 +34,13 @@ def fusable(act: nn.Module, bn: nn.Module, x: Tensor,
     """Whether ``bn(act(x))`` (then ``others``) may run as one of these
     Functions: an exact GELU and a training BatchNorm (:mod:`.rules`) where
     the ``'gelu_bn'`` kernel applies."""
-    return (plain_gelu(act) and training_batch_norm(bn)
-            and applies('gelu_bn', x, x, bn.weight,
-                        bypassed=(act, bn) + others))
+    if not (isinstance(act, nn.GELU) and isinstance(bn, _BatchNorm)
+            and bn.training):
+        return False  # not this pattern, or inference (in place there)
+    if not (plain_gelu(act) and training_batch_norm(bn)):
+        return refuse('gelu_bn', 'not an exact GELU and a BatchNorm of the '
+                      'local batch')
+    return applies('gelu_bn', x, x, bn.weight, bypassed=(act, bn) + others)
 
 
 def per_sample_mm(w: Tensor, x3: Tensor,

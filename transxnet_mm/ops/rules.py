@@ -29,7 +29,8 @@ its own shape conditions (e.g. the depthwise kernel: 5x5 and larger,
 stride 1).
 """
 from contextlib import contextmanager
-from typing import Dict, FrozenSet, Iterator, NamedTuple, Optional, Sequence
+from typing import (Callable, Dict, FrozenSet, Iterator, NamedTuple,
+                    Optional, Sequence, Tuple, Union)
 
 import torch
 import torch.distributed as dist
@@ -75,6 +76,10 @@ KERNELS: Dict[str, Rule] = {
 
 _disabled: FrozenSet[str] = frozenset()
 _exporting = False
+# explain's listener: told every decision (kernel, taken, why); and the
+# device type it asks the rules to assume (None: the tensor's own).
+_listener: Optional[Callable[[str, bool, str], None]] = None
+_assumed_device: Optional[str] = None
 
 
 def _names(names: Sequence[str]) -> FrozenSet[str]:
@@ -153,23 +158,64 @@ def hooked(module: nn.Module) -> bool:
                 or _module._global_forward_pre_hooks)
 
 
+def _decide(name: str, x: Tensor, grad_from: Sequence[Optional[Tensor]],
+            bypassed: Sequence[nn.Module]) -> Tuple[bool, str]:
+    """Whether kernel ``name`` applies, and why (or why not)."""
+    rule = KERNELS[name]
+    if name in _disabled:
+        return False, 'turned off (use_kernels)'
+    if _exporting:
+        return False, 'exporting: the export form runs'
+    if not eager():
+        return False, 'traced or compiled'
+    device = _assumed_device or x.device.type
+    if device not in rule.devices:
+        return False, f'not verified on {device}: PyTorch\'s op'
+    if autocast_enabled(x.device.type):
+        return False, 'autocast picks the dtypes'
+    if rule.mode == 'training' and not needs_grad(*(grad_from or (x, ))):
+        return False, 'no gradient recorded'
+    if rule.mode == 'inference' and torch.is_grad_enabled():
+        return False, 'gradients recorded'
+    if any(hooked(m) for m in bypassed):
+        return False, 'a forward hook on a module it would bypass'
+    return True, rule.what
+
+
 def applies(name: str, x: Tensor, *grad_from: Optional[Tensor],
             bypassed: Sequence[nn.Module] = ()) -> bool:
     """Whether kernel ``name`` replaces the plain computation on ``x`` (see
     the module docstring). ``grad_from``: the tensors whose gradients a
     training kernel computes (default ``x``); ``bypassed``: the modules it
     would not call."""
-    rule = KERNELS[name]
-    if name in _disabled or _exporting or not eager():
-        return False
-    device = x.device.type
-    if device not in rule.devices or autocast_enabled(device):
-        return False
-    if rule.mode == 'training' and not needs_grad(*(grad_from or (x, ))):
-        return False
-    if rule.mode == 'inference' and torch.is_grad_enabled():
-        return False
-    return not any(hooked(m) for m in bypassed)
+    taken, why = _decide(name, x, grad_from, bypassed)
+    if _listener is not None:
+        _listener(name, taken, why)
+    return taken
+
+
+def refuse(name: str, why: str) -> bool:
+    """A kernel not taken for a reason of the op's own (its shapes or
+    module types): said to :func:`explain`'s listener; returns False."""
+    if _listener is not None:
+        _listener(name, False, why)
+    return False
+
+
+@contextmanager
+def listening(listener: Callable[[str, bool, str], None],
+              device: Union[str, None] = None) -> Iterator[None]:
+    """Inside, every decision is told to ``listener`` (kernel, taken,
+    why); with ``device``, the rules decide as for tensors of that device
+    type (the ops still run where the tensors are): what
+    :func:`~.explain.explain` reports for a device this machine lacks."""
+    global _listener, _assumed_device
+    previous = _listener, _assumed_device
+    _listener, _assumed_device = listener, device
+    try:
+        yield
+    finally:
+        _listener, _assumed_device = previous
 
 
 def plain_gelu(module: nn.Module) -> bool:
