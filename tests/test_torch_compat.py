@@ -15,9 +15,7 @@ import torch
 from helpers import ROOT
 
 from transxnet_mm.utils import compat as torch_compat
-from transxnet_mm.utils.compat import (autocast_dtype, autocast_enabled,
-                                       is_compiling,
-                                       load_defaults_to_weights_only,
+from transxnet_mm.utils.compat import (autocast_enabled, is_compiling,
                                        safe_globals)
 
 
@@ -79,25 +77,6 @@ def test_autocast_enabled(hide, monkeypatch):
             assert autocast_enabled('cpu') is False
 
 
-@pytest.mark.filterwarnings('ignore:torch.get_autocast_')
-@pytest.mark.parametrize('hide', [False, True])
-def test_autocast_dtype(hide, monkeypatch):
-    if hide:
-        # torch < 2.4: no torch.get_autocast_dtype, one function per device.
-        monkeypatch.setattr(torch_compat, 'torch', types.SimpleNamespace(
-            __version__=torch.__version__,
-            get_autocast_cpu_dtype=torch.get_autocast_cpu_dtype,
-            get_autocast_gpu_dtype=torch.get_autocast_gpu_dtype))
-    # torch's defaults, also as the per-device functions give them.
-    assert autocast_dtype('cpu') == torch.get_autocast_cpu_dtype() == \
-        torch.bfloat16
-    assert autocast_dtype('cuda') == torch.get_autocast_gpu_dtype() == \
-        torch.float16
-    if hide:
-        with pytest.raises(ValueError, match="no autocast for device type"):
-            autocast_dtype('no_such_device')
-
-
 @pytest.fixture
 def namespace_ckpt(tmp_path):
     """A timm-style checkpoint: weights plus an argparse.Namespace."""
@@ -148,21 +127,6 @@ def test_safe_globals_without_allow_list(namespace_ckpt, monkeypatch):
     assert ckpt['args'].lr == 0.1
     with pytest.raises(Exception, match='Weights only load failed'):
         _safe_load(namespace_ckpt)
-
-
-def test_load_default_matches_this_torch(namespace_ckpt, monkeypatch):
-    """The flag says what a bare torch.load does with pickled objects."""
-    try:
-        torch.load(namespace_ckpt)
-        refused = False
-    except Exception as e:  # UnpicklingError
-        assert 'Weights only load failed' in str(e)
-        refused = True
-    assert load_defaults_to_weights_only() is refused
-    for version, expected in [('2.1.2+cu121', False), ('2.5.1', False),
-                              ('2.6.0', True), ('2.13.0+cpu', True)]:
-        monkeypatch.setattr(torch, '__version__', version)
-        assert load_defaults_to_weights_only() is expected
 
 
 NEWER_APIS = re.compile(r'torch\.compiler\.is_compiling|'

@@ -1,5 +1,4 @@
-"""What our configs name in the toolboxes' data pipelines: the ``AlignResize``
-transform and the ``FullBatchSampler`` batch sampler."""
+"""The transform and batch sampler our configs name in data pipelines."""
 from .samplers import FullBatchSampler
 from .transforms import AlignResize
 

@@ -1,22 +1,10 @@
 """A batch sampler whose every training batch is full.
 
-TransXNet cannot train on a batch of one image per BatchNorm: IDConv's
-BatchNorm normalises pooled descriptors of one value per channel and sample,
-and PyTorch refuses that (the backbone raises a clear error). mmdet 3's
-``AspectRatioBatchSampler`` (and any ``BatchSampler`` with
-``drop_last=False``) yields a short last batch at the end of an epoch; with
-an odd-sized dataset in one process (SyncBN falls back to BN) that batch can
-hold one image and training dies after its first epoch. mmdet 2's
-``GroupSampler``, which the authors trained with, padded its groups by
-repeating samples, so their runs never saw a short batch.
-
-``FullBatchSampler`` wraps any batch sampler (by default mmdet's grouping
-one, when given as a config) and pads every batch shorter than
-``batch_size`` with samples drawn earlier in the same epoch, as
-``GroupSampler`` did. The number of batches per epoch is the wrapped
-sampler's, so schedules and logs are unchanged. Importing ``transxnet_mm``
-registers it in MMEngine's root ``DATA_SAMPLERS``, which mmdet, mmseg and
-mmpretrain fall back to::
+IDConv's BatchNorm (one pooled value per channel and sample) cannot train on
+one image, but a ``BatchSampler`` with ``drop_last=False`` (e.g. mmdet 3's
+``AspectRatioBatchSampler``) can end an epoch with one. mmdet 2's
+``GroupSampler``, which the authors trained with, padded its groups; so does
+:class:`FullBatchSampler`, registered in MMEngine's root ``DATA_SAMPLERS``::
 
     train_dataloader = dict(batch_sampler=dict(
         type='FullBatchSampler',
@@ -32,18 +20,16 @@ from torch.utils.data import BatchSampler, Sampler
 class FullBatchSampler(BatchSampler):
     """Pad the short batches of a batch sampler to ``batch_size``.
 
-    Args:
-        sampler (Sampler): the per-process index sampler (e.g.
-            ``DefaultSampler``); the runner passes it.
-        batch_size (int): images per batch; the runner passes it.
-        batch_sampler (dict, optional): config of the wrapped batch sampler,
-            built with the same ``sampler`` and ``batch_size`` (e.g.
-            ``dict(type='AspectRatioBatchSampler')``). ``None``: PyTorch's
-            ``BatchSampler`` with ``drop_last=False``.
+    A short batch is completed with this epoch's first indices it does not
+    hold, cycling when the epoch is smaller than ``batch_size``. The number
+    of batches stays the wrapped sampler's.
 
-    A short batch is completed with the first indices of this epoch that it
-    does not hold (random ones, as the sampler shuffles), cycling through
-    them when the epoch is smaller than ``batch_size``.
+    Args:
+        sampler (Sampler): the per-process index sampler (runner-given).
+        batch_size (int): images per batch (runner-given).
+        batch_sampler (dict, optional): config of the wrapped batch sampler,
+            built with the same ``sampler`` and ``batch_size``. ``None``:
+            PyTorch's ``BatchSampler`` with ``drop_last=False``.
     """
 
     def __init__(self,

@@ -1,7 +1,5 @@
-"""ONNX export of our detectors, segmentors and classifiers
-(``export.py``), how each kind of model is split between the ONNX file and
-PyTorch (``tasks.py``), and inference of the files with onnxruntime
-(``runtime.py``). Used by ``tools/deployment/``."""
+"""ONNX export (``export.py``, split per model kind by ``tasks.py``) and
+onnxruntime inference (``runtime.py``), used by ``tools/deployment/``."""
 from .export import (DYNAMIC_AXES, INPUT_NAME, MIN_SIDE, OPSET, RTOL,
                      check_shape, dynamic_example_size, export,
                      load_model, load_torch_state, torch_state_path)

@@ -1,12 +1,9 @@
 """ONNX export of our detectors, segmentors and classifiers.
 
-The exporter is PyTorch's own (``torch.onnx.export(..., dynamo=True)``,
-torch.export-based, ONNX opset :data:`OPSET`), inside
-:func:`transxnet_mm.ops.exporting`: the backbone's ops take their export
-forms there (a dynamic depthwise conv, adaptive pooling and the bicubic
-resize of the position biases, by ops that export for any size and run fast
-in onnxruntime), and mmseg's integer ``Upsample`` its own
-(:func:`.tasks.export_modules`). Nothing outside the exported model changes.
+PyTorch's exporter (``torch.onnx.export(..., dynamo=True)``) inside
+:func:`transxnet_mm.ops.exporting`, where the backbone's ops take forms that
+export for any size; mmseg's integer ``Upsample`` is swapped in the exported
+model only (:func:`.tasks.export_modules`).
 """
 import math
 import os.path as osp
@@ -20,37 +17,22 @@ from ..apis import build_model
 from ..ops import exporting
 from .tasks import RawOutputs, Task, export_modules, task_for
 
-# The ONNX opset of the exported files (onnxruntime >= 1.16 runs it).
-OPSET = 18
-
-
+OPSET = 18  # onnxruntime >= 1.16 runs it
 # --verify fails above this difference from PyTorch, relative to the largest
-# magnitude of each output (float32; measured values: docs/deployment.md).
+# magnitude of each output (float32; measured: docs/deployment.md).
 RTOL = 1e-4
-
-
-# Input names and the dynamic axes of a --dynamic file.
 INPUT_NAME = 'input'
-
-
-DYNAMIC_AXES = {0: 'batch', 2: 'height', 3: 'width'}
-
-
-# Smallest export (and tested) side: every stage keeps >= 2 rows and columns
-# (a side of 1 would be specialised by torch.export).
+DYNAMIC_AXES = {0: 'batch', 2: 'height', 3: 'width'}  # of a --dynamic file
+# Smallest side: every stage keeps >= 2 rows and columns (torch.export
+# specialises a side of 1).
 MIN_SIDE = 64
 
 
 def load_model(config: str, checkpoint: Optional[str] = None,
                cfg_options: Optional[dict] = None
                ) -> Tuple[Config, nn.Module, Task]:
-    """One of our configs built for export (:func:`transxnet_mm.apis.
-    build_model`: CPU, eval mode, the checkpoint's weights or the random
-    initialisation), and its :class:`~.tasks.Task`.
-
-    ValueError / FileNotFoundError name a missing file, a config whose
-    backbone is not TransXNet, or a model kind that does not export.
-    """
+    """One of our configs built for export (CPU, eval mode; random weights
+    without ``checkpoint``) and its :class:`~.tasks.Task`."""
     if not osp.isfile(config):
         raise FileNotFoundError(f'Config {config} does not exist')
     if checkpoint is not None and not osp.isfile(checkpoint):
@@ -88,10 +70,8 @@ def check_shape(shape: Sequence[int]) -> Tuple[int, int]:
 def dynamic_example_size(h: int, w: int) -> Tuple[int, int]:
     """An example size for a --dynamic export near (h, w).
 
-    At an input of 224x224 pixels (in the stride-4 stage's token count) the
-    position biases need no resize, so torch.export would record the graph
-    without the resize and the file would fail at every other size; there
-    the width is moved by 32.
+    With as many stride-4 tokens as 224x224 the position biases need no
+    resize, which torch.export would drop from the graph: width + 32 there.
     """
     from ..models.backbones.transxnet import BIAS_IMAGE_SIZE, STEM_STRIDE
 
@@ -103,11 +83,9 @@ def dynamic_example_size(h: int, w: int) -> Tuple[int, int]:
 
 def export(model: nn.Module, task: Task, example: Tensor, out: str,
            dynamic: bool = False) -> List[str]:
-    """Write ``task``'s raw network of ``model`` to ``out`` (ONNX, opset
-    :data:`OPSET`): the input batch ``example``'s shape fixed, or with
-    batch, height and width free (``dynamic``). For a two-stage detector the
-    RoI heads' weights go beside it (:func:`torch_state_path`). Returns the
-    output names."""
+    """Write ``task``'s raw network of ``model`` to ``out`` (ONNX), with
+    ``example``'s shape fixed unless ``dynamic``; the part that runs in
+    PyTorch (RoI heads) is saved beside it. Returns the output names."""
     names = task.output_names()
     dims = ({k: torch.export.Dim.DYNAMIC for k in DYNAMIC_AXES}, )
     if dynamic and example.shape[0] == 1:
@@ -140,8 +118,7 @@ def load_torch_state(model: nn.Module, onnx_file: str) -> None:
             f'the RoI heads, which run in PyTorch, beside {onnx_file}; '
             f'export again or copy that file along')
     state = torch.load(path, map_location='cpu')
-    # The file holds whole parts of the model (the RoI heads): each part is
-    # loaded completely, the others (in the ONNX file) are left alone.
+    # Each saved part (the RoI heads) is loaded whole; the rest is in ONNX.
     for part in sorted({k.split('.', 1)[0] for k in state}):
         getattr(model, part).load_state_dict({
             k[len(part) + 1:]: v for k, v in state.items()

@@ -41,9 +41,8 @@ class OnnxModel:
 
 def differences(ref: Sequence[Tensor],
                 out: Sequence[Tensor]) -> Tuple[float, float]:
-    """Largest absolute difference, and largest relative to the output's
-    largest magnitude (elementwise ratios blow up near zero), over all
-    outputs."""
+    """Largest absolute difference, and relative to each output's largest
+    magnitude (elementwise ratios blow up near zero)."""
     if len(ref) != len(out):
         raise ValueError(f'{len(out)} outputs, expected {len(ref)}')
     abs_diff = rel_diff = 0.
@@ -65,15 +64,13 @@ def torch_outputs(model: nn.Module, task: Task,
 
 
 def verify_sizes(h: int, w: int) -> List[Tuple[int, int, int]]:
-    """(batch, H, W) of a --dynamic check: other sizes than the export's,
-    one a multiple of 32 with 2 images, one not with 1."""
+    """(batch, H, W) of a --dynamic check, unlike the export's size."""
     return [(2, h + 32, w + 64), (1, h + 37, w + 19)]
 
 
 def predict_onnx(session: OnnxModel, task: Task, images: Sequence[str]):
-    """Data samples with predictions for ``images``: the config's
-    preprocessing, the ONNX network in onnxruntime, the toolbox's
-    post-processing."""
+    """Data samples with predictions for ``images``, the network run in
+    onnxruntime."""
     inputs, data_samples = prepare(task.model, images)
     with torch.no_grad():
         return task.postprocess(session(inputs), data_samples)

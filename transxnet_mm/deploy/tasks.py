@@ -1,22 +1,8 @@
 """How each kind of model is split between the ONNX file and PyTorch.
 
-What goes into the ONNX file is the network from the preprocessed image
-batch to its raw outputs; what runs outside it, in PyTorch, is the config's
-own test pipeline and data preprocessor before, and the toolbox's own
-post-processing after (:class:`Task`):
-
-* RetinaNet: backbone, neck and head convs in ONNX (``cls_score_i``,
-  ``bbox_pred_i`` per FPN level); ``bbox_head.predict_by_feat`` after
-  (anchors, box decoding, score threshold, NMS, rescale).
-* Mask R-CNN: backbone, neck and RPN convs in ONNX (``feat_i``,
-  ``rpn_cls_score_i``, ``rpn_bbox_pred_i``); ``rpn_head.predict_by_feat``
-  and ``roi_head.predict`` after, with the RoI heads' weights saved beside
-  the file.
-* Semantic FPN: backbone, neck and decode head in ONNX (``seg_logits`` at
-  1/4 of the input); ``decode_head.predict_by_feat`` and
-  ``postprocess_result`` after (resize, crop, argmax).
-* Classifiers: the whole network in ONNX (``cls_score``, logits);
-  ``head._get_predictions`` after (softmax).
+The ONNX file holds the network from the preprocessed batch to its raw
+outputs; the config's test pipeline and data preprocessor before it, and the
+toolbox's own post-processing after it, run in PyTorch (:class:`Task`).
 """
 import os.path as osp
 from contextlib import contextmanager
@@ -28,8 +14,7 @@ from torch import Tensor, nn
 
 
 class RawOutputs(nn.Module):
-    """The part of ``model`` that goes into the ONNX file: a preprocessed
-    batch in, the task's raw output tensors out (:attr:`Task.outputs`)."""
+    """The part of ``model`` that goes into the ONNX file."""
 
     def __init__(self, model: nn.Module, task: 'Task') -> None:
         super().__init__()
@@ -40,12 +25,9 @@ class RawOutputs(nn.Module):
 
 
 class Task:
-    """How one kind of model is split between ONNX and PyTorch.
-
-    ``raw_forward`` is what is exported, ``postprocess`` turns the raw
-    outputs (from onnxruntime or PyTorch alike) into the toolbox's data
-    samples with the toolbox's own post-processing.
-    """
+    """How one kind of model is split between ONNX and PyTorch:
+    ``raw_forward`` is exported, ``postprocess`` turns raw outputs (from
+    onnxruntime or PyTorch) into the toolbox's data samples."""
     scope = ''
 
     def __init__(self, model: nn.Module) -> None:
@@ -61,8 +43,7 @@ class Task:
         raise NotImplementedError
 
     def torch_state(self) -> Optional[dict]:
-        """Weights the post-processing needs (saved beside the ONNX file),
-        or None."""
+        """Weights the post-processing needs (saved beside the ONNX file)."""
         return None
 
 
@@ -89,8 +70,7 @@ class SingleStageDetection(Task):
 
 class TwoStageDetection(Task):
     """mmdet two-stage detectors (Mask R-CNN): FPN features and RPN head
-    outputs from ONNX; proposals and the RoI heads (RoIAlign, box and mask
-    heads) in PyTorch."""
+    outputs from ONNX; proposals and the RoI heads in PyTorch."""
     scope = 'mmdet'
 
     def output_names(self) -> List[str]:
@@ -151,8 +131,7 @@ class Classification(Task):
 
 
 def task_for(cfg: Config, model: nn.Module) -> Task:
-    """The :class:`Task` of a built model, or ValueError naming what is not
-    supported."""
+    """The :class:`Task` of a built model, or ValueError."""
     scope = cfg.get('default_scope')
     if scope == 'mmdet':
         if hasattr(model, 'roi_head') and hasattr(model, 'rpn_head'):
@@ -178,9 +157,9 @@ def task_for(cfg: Config, model: nn.Module) -> Task:
 
 
 class IntegerUpsample(nn.Module):
-    """mmseg's ``Upsample`` by an integer factor, for a dynamic export: its
-    output size ``int(side * 2.0)`` would fix the example's size in the
-    graph; ``side * 2`` (the same value) stays symbolic."""
+    """mmseg's ``Upsample`` by an integer factor for a dynamic export: its
+    ``int(side * 2.0)`` would fix the size in the graph, ``side * 2`` stays
+    symbolic."""
 
     def __init__(self, upsample: nn.Module) -> None:
         super().__init__()
@@ -195,9 +174,8 @@ class IntegerUpsample(nn.Module):
 
 @contextmanager
 def export_modules(model: nn.Module) -> Iterator[None]:
-    """Inside, ``model``'s modules that do not export for a dynamic input as
-    they are stand in their export form (:class:`IntegerUpsample`); put back
-    on exit. Only this model changes."""
+    """Inside, ``model``'s modules that do not export for a dynamic input
+    are swapped for their export form (:class:`IntegerUpsample`)."""
     try:
         from mmseg.models.utils import Upsample
     except ImportError:  # mmseg is optional
@@ -221,18 +199,14 @@ def export_modules(model: nn.Module) -> Iterator[None]:
 
 def test_pipeline(cfg: Config) -> list:
     """The config's own test pipeline, without annotation loading."""
-    scope = cfg.default_scope
-    if scope == 'mmseg':
-        steps = cfg.test_pipeline
-    else:
-        steps = cfg.test_dataloader.dataset.pipeline
+    steps = (cfg.test_pipeline if cfg.default_scope == 'mmseg' else
+             cfg.test_dataloader.dataset.pipeline)
     return [t for t in steps if 'LoadAnnotations' not in t['type']]
 
 
 def prepare(model: nn.Module, images: Sequence[str]) -> Tuple[Tensor, list]:
-    """Images through the config's test pipeline and the model's data
-    preprocessor: the network's input batch and the data samples (image
-    metas) the post-processing needs."""
+    """Images through the config's test pipeline and data preprocessor: the
+    input batch and the data samples the post-processing needs."""
     from mmengine.dataset import Compose
     from mmengine.registry import DefaultScope
 
@@ -258,8 +232,7 @@ def predict_torch(task: Task, images: Sequence[str]):
 
 
 def build_visualizer(model: nn.Module):
-    """The config's visualizer with the model's class names (as
-    tools/image_demo.py builds it)."""
+    """The config's visualizer with the model's class names."""
     from mmengine.registry import VISUALIZERS
 
     visualizer = VISUALIZERS.build(model.cfg.visualizer)

@@ -1,3 +1,2 @@
-"""Tool plumbing (argument parsing, data checks), our configs as bases of a
-user's own (``config_lookup``), and the one module of workarounds for the
-pinned stack (``compat``)."""
+"""Tool plumbing (``cli``, ``checks``), ``transxnet_mm::`` config bases
+(``config_lookup``) and the workarounds for the pinned stack (``compat``)."""

@@ -1,6 +1,5 @@
-"""Pre-flight checks our tools run on a config before building a Runner, so
-that a missing dataset or checkpoint is one clear line, not a stack trace
-from deep inside a dataset class."""
+"""Pre-flight checks of a config: a missing dataset or checkpoint is one
+clear line, not a traceback from inside a dataset class."""
 import os.path as osp
 from typing import Iterable, List, Tuple
 
@@ -29,8 +28,7 @@ def _dataset_paths(dataset: dict) -> List[Tuple[str, str]]:
 
 def check_data(cfg: Config, loaders: Iterable[str]) -> None:
     """Every local dataset path of the named dataloaders (and evaluators)
-    exists, or FileNotFoundError says which key, which path, and how to set
-    the root."""
+    exists, else FileNotFoundError."""
     env = DATA_ROOT_ENV.get(cfg.get('default_scope', ''), 'the data root')
     for name in loaders:
         loader = cfg.get(name)
@@ -38,12 +36,12 @@ def check_data(cfg: Config, loaders: Iterable[str]) -> None:
             continue
         checks = [(f'{name}.dataset.{key}', path)
                   for key, path in _dataset_paths(loader.get('dataset', {}))]
-        evaluator = cfg.get(name.replace('_dataloader', '_evaluator'))
+        ev_key = name.replace('_dataloader', '_evaluator')
+        evaluator = cfg.get(ev_key)
         for metric in (evaluator if isinstance(evaluator, list) else
                        [evaluator] if evaluator else []):
             if isinstance(metric, dict) and metric.get('ann_file'):
-                checks.append((f'{name.replace("_dataloader", "_evaluator")}'
-                               f'.ann_file', metric['ann_file']))
+                checks.append((f'{ev_key}.ann_file', metric['ann_file']))
         for key, path in checks:
             if '://' not in path and not osp.exists(path):
                 raise FileNotFoundError(

@@ -1,9 +1,5 @@
-"""What ``tools/train.py`` and ``tools/test.py`` share: their common
-arguments, reading the config with them, and building the runner.
-
-The arguments are those of mmdet's ``tools/train.py`` / ``tools/test.py``; the
-toolbox (mmdet, mmseg or mmpretrain) is the config's ``default_scope``.
-"""
+"""What ``tools/train.py`` and ``tools/test.py`` share: mmdet's common
+arguments, the config read with them, and the runner."""
 import argparse
 import os
 import os.path as osp
@@ -16,8 +12,7 @@ from mmengine.runner import Runner
 
 
 def tool_parser(description: str) -> argparse.ArgumentParser:
-    """A parser with the config path and the options both tools take; each
-    tool adds its own."""
+    """A parser with the arguments both tools take."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument('config', help='config file path')
     parser.add_argument(
@@ -36,8 +31,8 @@ def tool_parser(description: str) -> argparse.ArgumentParser:
 
 def parse_tool_args(parser: argparse.ArgumentParser,
                     argv: Optional[List[str]] = None) -> argparse.Namespace:
-    """Parse ``argv`` (default: the command line); ``--local-rank`` (from
-    ``torch.distributed.launch``) becomes ``LOCAL_RANK`` unless set."""
+    """Parse ``argv``; ``--local-rank`` (``torch.distributed.launch``)
+    becomes ``LOCAL_RANK`` unless set."""
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
@@ -47,16 +42,13 @@ def parse_tool_args(parser: argparse.ArgumentParser,
 def parse_config(
         parser: argparse.ArgumentParser,
         argv: Optional[List[str]] = None) -> Tuple[argparse.Namespace, Config]:
-    """The parsed arguments and the config they select, with the common
-    arguments applied (:func:`parse_tool_args`, :func:`load_config`)."""
+    """The parsed arguments and the config they select."""
     args = parse_tool_args(parser, argv)
     return args, load_config(args)
 
 
 def load_config(args: argparse.Namespace) -> Config:
-    """The config with the common arguments applied: launcher,
-    ``--cfg-options``, and the work dir (``--work-dir``, else the config's,
-    else ``work_dirs/<config name>``)."""
+    """The config with the common arguments applied."""
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
@@ -71,8 +63,7 @@ def load_config(args: argparse.Namespace) -> Config:
 
 @contextmanager
 def missing_files_exit() -> Iterator[None]:
-    """A missing dataset or checkpoint (:mod:`transxnet_mm.utils.checks`) ends the
-    tool with its one-line explanation instead of a traceback."""
+    """A FileNotFoundError (:mod:`.checks`) ends the tool with its message."""
     try:
         yield
     except FileNotFoundError as e:
@@ -87,9 +78,8 @@ def build_runner(cfg: Config) -> Runner:
 
 @contextmanager
 def tool_errors() -> Iterator[None]:
-    """A missing file or a bad argument (FileNotFoundError, ValueError from
-    our code or the checkpoint loader) ends a tool with its message
-    instead of a traceback."""
+    """A FileNotFoundError or ValueError ends the tool with its message,
+    without a traceback."""
     try:
         yield
     except (FileNotFoundError, ValueError) as e:

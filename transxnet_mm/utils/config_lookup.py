@@ -1,26 +1,12 @@
 """Our configs as bases of a user's own: ``transxnet_mm::<folder>/<file>.py``.
 
-The package ships its configs, tools and model index in ``transxnet_mm/.mim/``
-(``setup.py``: copies in a wheel, links in an editable install), as mmdet,
-mmseg and mmpretrain do. A user's config anywhere inherits one of ours with
-
-    _base_ = 'transxnet_mm::retinanet_transxnet_t.py'
-
-MMEngine 0.10 resolves ``package::path`` bases only for OpenMMLab's own
-packages (``mmengine.config.utils.MODULE2PACKAGE``); it finds the folder
-through the package's distribution, which names a folder that does not exist
-for a PEP 660 editable install, and it marks every dict of such a base with
-the package as registry scope (``_scope_``), so a base of ours would be built
-in a ``transxnet_mm`` scope that has no registries instead of the toolbox
-scope its ``default_scope`` names. :func:`enable` (run on
-``import transxnet_mm``) teaches ``Config`` our prefix alone: the base is
-looked up in this package's own ``.mim/configs`` and read without a scope,
-exactly as a relative ``_base_`` is. Every other path goes to MMEngine as it
-was.
-
-So ``transxnet_mm`` must be imported before the config is read: our tools do
-(``tools/*.py``); in a script, ``import transxnet_mm`` before
-``Config.fromfile``.
+The configs ship in ``transxnet_mm/.mim/configs`` (``setup.py``), as in
+mmdet. Upstream, MMEngine 0.10 resolves ``package::`` bases only for
+OpenMMLab packages, misses the folder of a PEP 660 editable install, and
+scopes such a base to ``transxnet_mm`` (no registries), not its
+``default_scope``. :func:`enable` (run on ``import transxnet_mm``, so
+before ``Config.fromfile``) reads our prefix from ``.mim/configs`` without
+a scope, as a relative ``_base_``.
 """
 import difflib
 import os
@@ -33,7 +19,7 @@ PREFIX = 'transxnet_mm::'
 
 
 def mim_dir() -> str:
-    """This package's ``.mim`` folder (configs, tools, model-index.yml)."""
+    """This package's ``.mim`` folder."""
     return osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), '.mim')
 
 

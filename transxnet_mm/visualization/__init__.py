@@ -1,7 +1,5 @@
-"""Effective receptive fields and Grad-CAM of TransXNet models: the maths
-(``maps.py``) and the layers they look at (``layers.py``). The tools
-``tools/analysis_tools/visualize_erf.py`` and ``visualize_cam.py`` draw the
-figures."""
+"""Effective receptive fields and Grad-CAM of TransXNet models (drawn by
+``tools/analysis_tools/visualize_erf.py`` and ``visualize_cam.py``)."""
 from .layers import (SHORT_NAMES, Layer, accepted_names_help, check_inside,
                      describe_model, resolve_layers)
 from .maps import (ERF_THRESHOLDS, erf_maps, erf_score, erf_table, grad_cam,

@@ -1,12 +1,6 @@
-"""Which layers to look at: the paper's names for them, resolved to module
-paths of a built model, and forward hooks that capture their outputs.
-
-:data:`SHORT_NAMES` is the one table of the names the paper's figures use
-(``stage1``..``stage4``, ``dmixer.local`` / ``.global`` / ``.fused``);
-anything else is a module name of the model, with or without ``backbone.``
-(:func:`resolve_layers`). Forward hooks make the in-place shortcuts of
-:mod:`transxnet_mm.ops` step aside, so the captured maps are those of plain
-PyTorch ops.
+"""Which layers to look at: the paper's names resolved to module paths of a
+built model, and forward hooks that capture their outputs (with hooks set,
+:mod:`transxnet_mm.ops` runs plain PyTorch ops, not its in-place shortcuts).
 """
 import difflib
 from contextlib import contextmanager
@@ -15,9 +9,8 @@ from typing import (Callable, Dict, Iterator, List, NamedTuple, Optional,
 
 from torch import Tensor, nn
 
-# The paper's names -> our module paths inside the backbone. {last} is the
-# last stage's index, {block} the index of its last block (read from the
-# built model, so any depth table works).
+# The paper's names -> module paths in the backbone; {last} and {block} are
+# the last stage and its last block, read from the built model.
 SHORT_NAMES: Dict[str, Tuple[str, str]] = {
     'stage1': ('stages.0', 'output of stage 1 (stride 4)'),
     'stage2': ('stages.1', 'output of stage 2 (stride 8)'),
@@ -33,8 +26,7 @@ SHORT_NAMES: Dict[str, Tuple[str, str]] = {
 
 
 class Layer(NamedTuple):
-    """A layer to look at: the name the user gave, its module path in the
-    model, and the module."""
+    """A layer to look at: the user's name, its module path, the module."""
     name: str
     path: str
     module: nn.Module
@@ -61,8 +53,7 @@ def find_backbone(model: nn.Module) -> Tuple[nn.Module, str]:
 
 
 def short_layer_paths(model: nn.Module) -> Dict[str, str]:
-    """:data:`SHORT_NAMES` resolved to module paths of ``model`` (the
-    stage and block indices read from its backbone)."""
+    """:data:`SHORT_NAMES` resolved to module paths of ``model``."""
     backbone, prefix = find_backbone(model)
     stages = getattr(backbone, 'stages', None)
     if not isinstance(stages, nn.ModuleList) or not len(stages):
@@ -79,8 +70,7 @@ def short_layer_paths(model: nn.Module) -> Dict[str, str]:
 
 
 def accepted_names_help(model: Optional[nn.Module] = None) -> str:
-    """The accepted short names with their meaning (and paths, given the
-    model), for help texts and errors."""
+    """The short names with their meaning (and paths, given the model)."""
     paths = short_layer_paths(model) if model is not None else {}
     lines = []
     for name, (_, meaning) in SHORT_NAMES.items():
@@ -90,13 +80,8 @@ def accepted_names_help(model: Optional[nn.Module] = None) -> str:
 
 
 def resolve_layers(model: nn.Module, names: Sequence[str]) -> List[Layer]:
-    """The modules behind ``names``: a short name of :data:`SHORT_NAMES` or
-    a module name of ``model`` (``backbone.`` may be left out, or added for a
-    bare backbone). Duplicates are dropped.
-
-    Raises ValueError listing the accepted short names and the closest module
-    names for a name that matches nothing.
-    """
+    """The modules behind ``names`` (deduplicated): short names or module
+    names of ``model``, ``backbone.`` optional; else ValueError."""
     modules = dict(model.named_modules())
     short = short_layer_paths(model)
     _, prefix = find_backbone(model)
@@ -116,16 +101,16 @@ def resolve_layers(model: nn.Module, names: Sequence[str]) -> List[Layer]:
 
 
 def unknown_layer_message(name: str, model: nn.Module) -> str:
-    """Why ``name`` is not a layer: the accepted names and close module
-    names."""
+    """Why ``name`` is not a layer, with the accepted and close names."""
     modules = [n for n, _ in model.named_modules() if n]
-    short = list(short_layer_paths(model)) or list(SHORT_NAMES)
+    paths = short_layer_paths(model)
+    short = list(paths) or list(SHORT_NAMES)
     _, prefix = find_backbone(model)
     pool = short + modules + [m[len(prefix):] for m in modules
                               if prefix and m.startswith(prefix)]
     close = difflib.get_close_matches(name, pool, n=5, cutoff=0.6)
     hint = (f'\nClose module names: {", ".join(close)}' if close else '')
-    example = short_layer_paths(model).get('dmixer.fused', 'backbone.stages.3')
+    example = paths.get('dmixer.fused', 'backbone.stages.3')
     return (f'Unknown layer {name!r}. Accepted short names:\n'
             f'{accepted_names_help(model)}\n'
             f'or any module name of the model, with or without '
@@ -134,8 +119,7 @@ def unknown_layer_message(name: str, model: nn.Module) -> str:
 
 
 def check_inside(layers: Sequence[Layer], model: nn.Module) -> None:
-    """Every layer is part of the backbone (the ERF runs the backbone
-    only), else ValueError."""
+    """Every layer is in the backbone (which the ERF runs), else ValueError."""
     backbone, prefix = find_backbone(model)
     inside = {id(m) for m in backbone.modules()}
     for layer in layers:
@@ -151,8 +135,7 @@ class _Captured(Exception):
 
 
 def _feature_map(layer: Layer, output) -> Tensor:
-    """A hooked module's output as one (B, C, H, W) tensor (the first of a
-    tuple), or ValueError."""
+    """A hooked output as one (B, C, H, W) tensor (a tuple's first)."""
     if isinstance(output, (tuple, list)):
         output = next((o for o in output if isinstance(o, Tensor)), None)
     if not isinstance(output, Tensor) or output.dim() != 4:
@@ -167,10 +150,8 @@ def _feature_map(layer: Layer, output) -> Tensor:
 @contextmanager
 def capture(layers: Sequence[Layer],
             stop: bool = False) -> Iterator[Dict[str, Tensor]]:
-    """Forward hooks that keep each layer's output (its first call) in the
-    yielded dict; with ``stop`` the forward is cut short (by
-    :class:`_Captured`, which :func:`run_until_captured` catches) once all
-    are kept."""
+    """Hooks keeping each layer's first output in the yielded dict; ``stop``
+    ends the forward (raises :class:`_Captured`) once all are kept."""
     outputs: Dict[str, Tensor] = {}
 
     def hook_for(layer: Layer) -> Callable:
@@ -208,8 +189,7 @@ def run_until_captured(module: nn.Module, x: Tensor,
 
 @contextmanager
 def frozen_parameters(model: nn.Module) -> Iterator[None]:
-    """No parameter requires grad inside (only input gradients are wanted:
-    the weight gradients would be computed for nothing)."""
+    """No parameter requires grad inside (only input gradients are used)."""
     flags = [(p, p.requires_grad) for p in model.parameters()]
     for p, _ in flags:
         p.requires_grad_(False)

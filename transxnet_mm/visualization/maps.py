@@ -1,18 +1,8 @@
 """Effective receptive fields and Grad-CAM of TransXNet models (the paper's
 Figs. 2, 6, 7 and 8), and the images they are computed on.
 
-* ERF (Luo et al. 2016, as RepLKNet's ``visualize_erf.py`` computes it): the
-  gradient of the centre of a layer's output map (summed over channels) with
-  respect to the input image, absolute, summed over the colour channels and
-  averaged over images (:func:`erf_maps`); its score is the area ratio of the
-  smallest centred square holding t of the (log-scaled) contribution
-  (:func:`erf_score`).
-* Grad-CAM (Selvaraju et al. 2017) over forward hooks (:func:`grad_cam`).
-
-Gradients are recorded and hooks are set, so the maps are those of plain
-PyTorch ops (``tests/test_visualization.py`` checks the ERF against
-``use_kernels(False)``). The figures are drawn by the tools
-(``tools/analysis_tools/visualize_erf.py``, ``visualize_cam.py``).
+ERF: Luo et al. 2016, computed and scored as RepLKNet's ``visualize_erf.py``
+and ``analyze_erf.py`` do. Grad-CAM: Selvaraju et al. 2017.
 """
 import os
 import os.path as osp
@@ -26,7 +16,7 @@ from torch import Tensor, nn
 from .layers import Layer, capture, frozen_parameters, run_until_captured
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp')
-# Thresholds of the ERF score: the share of the contribution (RepLKNet's).
+# ERF score thresholds: shares of the contribution (RepLKNet's).
 ERF_THRESHOLDS = (0.2, 0.3, 0.5, 0.99)
 # ImageNet mean / std (RGB), for a model without a data preprocessor.
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
@@ -35,7 +25,7 @@ IMAGENET_STD = (58.395, 57.12, 57.375)
 
 def input_normalisation(model: nn.Module) -> Tuple[Tensor, Tensor, bool]:
     """Mean and std (3, 1, 1) of the model's data preprocessor, and whether
-    the network sees RGB (the preprocessor converts mmcv's BGR to RGB)."""
+    the network sees RGB."""
     dp = getattr(model, 'data_preprocessor', None)
     mean, std = getattr(dp, 'mean', None), getattr(dp, 'std', None)
     if mean is None or std is None:
@@ -48,9 +38,8 @@ def input_normalisation(model: nn.Module) -> Tuple[Tensor, Tensor, bool]:
 
 
 def list_images(folder: str, num: Optional[int] = None) -> List[str]:
-    """The first ``num`` images (.jpg, .jpeg, .png, .bmp; sorted by name) of
-    ``folder``, or a single image file. FileNotFoundError for a missing path,
-    ValueError for a folder without images."""
+    """The first ``num`` images of ``folder`` by name, or a single image
+    file."""
     if osp.isfile(folder):
         return [folder]
     if not osp.isdir(folder):
@@ -63,8 +52,8 @@ def list_images(folder: str, num: Optional[int] = None) -> List[str]:
 
 
 def load_image(path: str, shape: Sequence[int]) -> np.ndarray:
-    """The image at ``path`` as RGB uint8, resized to ``shape`` (H, W)
-    (PIL bicubic, as the classification configs' test transform)."""
+    """The image at ``path`` as RGB uint8, resized to ``shape`` (H, W) by
+    PIL bicubic (the classification configs' test resize)."""
     from PIL import Image
 
     if not osp.isfile(path):
@@ -77,8 +66,7 @@ def load_image(path: str, shape: Sequence[int]) -> np.ndarray:
 
 def to_input(image: np.ndarray, mean: Tensor, std: Tensor, rgb: bool = True,
              device: str = 'cpu') -> Tensor:
-    """An RGB uint8 (H, W, 3) image as the network's normalised
-    (1, 3, H, W) float input."""
+    """An RGB uint8 (H, W, 3) image as the normalised (1, 3, H, W) input."""
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
     if not rgb:
         x = x.flip(0)
@@ -90,12 +78,11 @@ def erf_maps(backbone: nn.Module, layers: Sequence[Layer],
              on_image: Optional[Callable[[], None]] = None
              ) -> Dict[str, np.ndarray]:
     """The ERF of each layer: |d(centre of its output, summed over channels)
-    / d(input)| summed over the input channels and averaged over ``inputs``
-    ((1, 3, H, W) each), one (H, W) float64 map per layer name.
+    / d(input)| summed over input channels, averaged over ``inputs``; one
+    (H, W) float64 map per layer name.
 
-    The backbone runs in eval mode (BatchNorm with its running statistics),
-    as Luo et al. and RepLKNet do; one forward per image, one backward per
-    layer. ``on_image`` is called after each image (a progress bar).
+    Eval mode, as Luo et al. and RepLKNet. ``on_image`` is called after each
+    image (a progress bar).
     """
     backbone.eval()
     sums: Dict[str, np.ndarray] = {}
@@ -110,11 +97,8 @@ def erf_maps(backbone: nn.Module, layers: Sequence[Layer],
                 centre = out[:, :, h // 2, w // 2].sum()
                 grad, = torch.autograd.grad(
                     centre, x, retain_graph=i < len(layers) - 1)
-                contribution = grad.abs().sum(dim=(0, 1)).double().cpu()
-                if layer.name in sums:
-                    sums[layer.name] += contribution.numpy()
-                else:
-                    sums[layer.name] = contribution.numpy().copy()
+                contrib = grad.abs().sum(dim=(0, 1)).double().cpu().numpy()
+                sums[layer.name] = sums.get(layer.name, 0) + contrib
             del outputs
             count += 1
             if on_image is not None:
@@ -125,8 +109,8 @@ def erf_maps(backbone: nn.Module, layers: Sequence[Layer],
 
 
 def log_scaled(erf: np.ndarray) -> np.ndarray:
-    """log10(1 + ERF) rescaled to a maximum of 1, as RepLKNet shows and
-    scores its ERFs (magnitudes differ by orders between layers)."""
+    """log10(1 + ERF) rescaled to a maximum of 1, as RepLKNet (magnitudes
+    differ by orders between layers)."""
     data = np.log10(np.asarray(erf, dtype=np.float64) + 1)
     peak = data.max()
     return data / peak if peak > 0 else data
@@ -134,11 +118,9 @@ def log_scaled(erf: np.ndarray) -> np.ndarray:
 
 def erf_score(erf: np.ndarray, thresholds: Sequence[float] = ERF_THRESHOLDS,
               log: bool = True) -> List[float]:
-    """The high-contribution area ratio per threshold t: the area, as a
-    fraction of the input, of the smallest square centred on the map's
-    centre (clipped to the map) that holds more than t of the total
-    contribution, on :func:`log_scaled` data by default (RepLKNet's
-    ``analyze_erf.py``). Larger means a larger ERF."""
+    """Per threshold t, the area ratio of the smallest centred square
+    (clipped to the map) holding more than t of the contribution
+    (RepLKNet's ``analyze_erf.py``)."""
     data = log_scaled(erf) if log else np.asarray(erf, dtype=np.float64)
     h, w = data.shape
     total = data.sum()
@@ -178,11 +160,8 @@ def grad_cam(model: nn.Module, layers: Sequence[Layer], x: Tensor,
              ) -> Tuple[Dict[str, np.ndarray], int, float]:
     """Grad-CAM of a classifier for one image ``x`` (1, 3, H, W).
 
-    For each layer's activation A (1, C, h, w): channel weights = the mean
-    over (h, w) of d(logit of the class)/dA, map = ReLU(sum_c w_c A_c),
-    upsampled bilinearly to (H, W) and rescaled to [0, 1]. The class is the
-    predicted top-1 unless ``target_class`` is given. Returns the maps by
-    layer name, the class and its softmax probability.
+    Returns [0, 1] maps at (H, W) by layer name, the class (default: top-1)
+    and its softmax probability.
     """
     model.eval()
     with frozen_parameters(model):
@@ -219,8 +198,7 @@ def grad_cam(model: nn.Module, layers: Sequence[Layer], x: Tensor,
 
 def overlay(image: np.ndarray, cam: np.ndarray,
             alpha: float = 0.5) -> np.ndarray:
-    """``cam`` ([0, 1], H x W) in the jet colormap over the RGB uint8
-    ``image``, blended with weight ``alpha``."""
+    """``cam`` ([0, 1], H x W) in the jet colormap blended over ``image``."""
     from matplotlib import colormaps
 
     heat = colormaps['jet'](np.clip(cam, 0, 1))[..., :3]

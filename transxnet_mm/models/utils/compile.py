@@ -1,6 +1,5 @@
-"""``compile_cfg`` of the backbone: its stages through ``torch.compile``, for
-training and inference alike (MMEngine's ``compile=`` wraps ``train_step``
-only)."""
+"""``compile_cfg``: the backbone's stages through ``torch.compile`` in training
+and inference (MMEngine's ``compile=`` wraps ``train_step`` only)."""
 from typing import Optional, Tuple
 
 import torch
@@ -10,13 +9,12 @@ from ...ops.rules import eager
 
 
 class CompiledStages:
-    """Mixin for a module with ``forward_stages(x)`` and ``compile_cfg`` (the
-    keyword arguments of ``torch.compile``, or None): :meth:`run_stages`
-    compiles ``forward_stages`` on first use. Tracing (FLOPs counting, ONNX
-    export) runs it eagerly; a copy compiles its own."""
+    """Mixin: :meth:`run_stages` compiles ``forward_stages`` with
+    ``compile_cfg`` (``torch.compile`` kwargs, or None) on first use; tracing
+    (FLOPs, ONNX export) runs it eagerly, a copy compiles its own."""
 
     compile_cfg: Optional[dict] = None
-    _compiled = None  # the compiled forward_stages, made on first use
+    _compiled = None
 
     def run_stages(self, x: Tensor) -> Tuple[Tensor, ...]:
         if self.compile_cfg is None or not eager():
@@ -27,8 +25,7 @@ class CompiledStages:
         return self._compiled(x)
 
     def __getstate__(self) -> dict:
-        # deepcopy and pickle: the compiled function runs this module's
-        # weights, so the copy goes without it.
+        # deepcopy/pickle: the compiled function is bound to this module
         state = self.__dict__.copy()
         state.pop('_compiled', None)
         return state

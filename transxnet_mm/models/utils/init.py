@@ -1,20 +1,10 @@
-"""Weight initialisers for ``init_cfg`` that MMEngine does not provide.
+"""``PyTorchDefault``: an ``init_cfg`` initialiser for PyTorch's own default.
 
-``PyTorchDefault`` resets matching layers to PyTorch's own construction-time
-initialisation (``reset_parameters()``): for ``nn.Conv2d`` and ``nn.Linear``
-weights and biases are both uniform in +-1/sqrt(fan_in) (weights through
-``kaiming_uniform_(a=sqrt(5))``). MMEngine's initialisers always set a
-*constant* bias, so none of them reproduces this.
-
-Why it is needed: the authors' segmentation training (mmseg 0.30, their
-``semantic_segmentation/train.py``) never calls ``init_weights()``, so their
-``conv_seg`` kept exactly this default, while MMEngine's runner applies
-mmseg's N(0, 0.01) to it. ``configs/_base_/fpn_transxnet_ade20k.py`` uses::
-
-    init_cfg=dict(type='Kaiming', layer='Conv2d', ...,
-                  override=dict(type='PyTorchDefault', name='conv_seg'))
-
-Importing ``transxnet_mm`` registers it in MMEngine's ``WEIGHT_INITIALIZERS``.
+It re-runs ``reset_parameters()`` (uniform weights and bias in
++-1/sqrt(fan_in) for conv and linear), which MMEngine's initialisers, with
+their constant bias, cannot. The authors' mmseg 0.30 training never called
+``init_weights()``, so their ``conv_seg`` kept this default, not mmseg's
+N(0, 0.01); ``configs/_base_/fpn_transxnet_ade20k.py`` overrides with it.
 """
 from typing import List, Optional, Union
 
@@ -29,8 +19,8 @@ class PyTorchDefaultInit(BaseInit):
 
     Args:
         layer (str | list[str], optional): class names of the layers to
-            reset (e.g. ``'Conv2d'``); the whole module when used in an
-            ``override``. Layers without ``reset_parameters`` are left alone.
+            reset; the whole module in an ``override``. Layers without
+            ``reset_parameters`` are left alone.
     """
 
     def __init__(self, layer: Optional[Union[str, List[str]]] = None,

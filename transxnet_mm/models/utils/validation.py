@@ -1,5 +1,5 @@
-"""Argument and input checks of the TransXNet backbone: a clear error that
-names the problem and the fix instead of a shape error deep in a block."""
+"""Argument and input checks of the TransXNet backbone: an error naming the
+problem and the fix, not a shape error deep in a block."""
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
@@ -56,13 +56,13 @@ def check_frozen_stages(frozen_stages: int, num_stages: int) -> int:
     return frozen_stages
 
 
-# torch.compile's options a config may set (as in its signature).
+# torch.compile's keyword arguments a config may set.
 COMPILE_KEYS = ('backend', 'mode', 'options', 'dynamic', 'fullgraph')
 
 
 def check_compile_cfg(compile_cfg: Union[None, bool, dict]) -> Optional[dict]:
-    """``compile_cfg`` as the keyword arguments of ``torch.compile`` (None:
-    eager; True: its defaults)."""
+    """``compile_cfg`` as ``torch.compile`` kwargs (None: eager; True:
+    defaults)."""
     if compile_cfg is None or compile_cfg is False:
         return None
     if compile_cfg is True:
