@@ -28,6 +28,7 @@ Which modules a kernel may stand in for is an exact type test
 its own shape conditions (e.g. the depthwise kernel: 5x5 and larger,
 stride 1).
 """
+import os
 from contextlib import contextmanager
 from typing import (Callable, Dict, FrozenSet, Iterator, NamedTuple,
                     Optional, Sequence, Tuple, Union)
@@ -76,6 +77,11 @@ KERNELS: Dict[str, Rule] = {
 
 _disabled: FrozenSet[str] = frozenset()
 _exporting = False
+# Device types every kernel may also run on, to be checked there against
+# PyTorch's ops (tools/analysis_tools/verify_cuda.py; its benchmark
+# subprocesses get it through this variable): not for use.
+_verifying: FrozenSet[str] = frozenset(
+    d for d in os.environ.get('TRANSXNET_MM_VERIFY_ON', '').split(',') if d)
 # explain's listener: told every decision (kernel, taken, why); and the
 # device type it asks the rules to assume (None: the tensor's own).
 _listener: Optional[Callable[[str, bool, str], None]] = None
@@ -118,6 +124,20 @@ def use_kernels(enabled: bool, *names: str) -> Iterator[None]:
         yield
     finally:
         _disabled = previous
+
+
+@contextmanager
+def verifying(device: str) -> Iterator[None]:
+    """Inside, every kernel may also run on ``device`` (a device type its
+    row lacks), to be checked there against PyTorch's ops before its row
+    gains it (tools/analysis_tools/verify_cuda.py)."""
+    global _verifying
+    previous = _verifying
+    _verifying = previous | {device}
+    try:
+        yield
+    finally:
+        _verifying = previous
 
 
 @contextmanager
@@ -169,7 +189,7 @@ def _decide(name: str, x: Tensor, grad_from: Sequence[Optional[Tensor]],
     if not eager():
         return False, 'traced or compiled'
     device = _assumed_device or x.device.type
-    if device not in rule.devices:
+    if device not in rule.devices | _verifying:
         return False, f'not verified on {device}: PyTorch\'s op'
     if autocast_enabled(x.device.type):
         return False, 'autocast picks the dtypes'
