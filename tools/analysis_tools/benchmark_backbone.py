@@ -27,7 +27,7 @@ cell runs in a fresh subprocess; it prints the median latency over ``--runs``
 runs after ``--warmup`` runs, images/s, and the peak tensor memory of the
 first two steps above what was allocated before them (weights and input
 excluded; anything a step keeps for the next one, such as a cache, counts).
-CPU: from the PyTorch profiler's memory events of those steps (RSS would
+CPU: the live tensor storages (``benchmark_utils.LiveBytes``; RSS would
 mostly measure malloc's fragmentation); GPU: torch.cuda.max_memory_allocated.
 
 On CPU glibc hands every block over 32 MB back to the kernel when it is

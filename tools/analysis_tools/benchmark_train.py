@@ -25,8 +25,9 @@ Each column runs in a fresh process, ``--rounds`` times with the columns
 alternating (so that a slower spell of a shared machine does not fall on
 one column only); the table gives the median over the ``--iters``
 iterations after ``--warmup`` of every round and the peak tensor memory of the
-first two iterations above what was allocated before them (CPU: from the
-profiler's memory events; GPU: ``torch.cuda.max_memory_allocated``), which
+first two iterations above what was allocated before them (CPU: the live
+tensor storages, ``benchmark_utils.LiveBytes``; GPU:
+``torch.cuda.max_memory_allocated``), which
 includes gradients and the optimizer's state. ``--contention`` repeats each
 measurement while a second process runs a matrix-product loop on
 ``--threads`` threads, the columns alternating in the same conditions.

@@ -1,9 +1,6 @@
-"""The building blocks of TransXNet's D-Mixer and MS-FFN, named as in the
-paper and, inside, as in the authors' code (their checkpoints load by
-renaming the stage prefixes only): IDConv and OSRA (the D-Mixer's local and
-global units), the STE, MS-FFN's multi-scale depthwise convs, and the
-conv -> BatchNorm layers and layer scale they are made of. The blocks and the
-backbone are in :mod:`..backbones.transxnet`.
+"""The parts of TransXNet's D-Mixer and MS-FFN (IDConv, OSRA, STE, the
+multi-scale depthwise convs), inside named as in the authors' code so their
+checkpoints load; the blocks are in :mod:`..backbones.transxnet`.
 """
 from collections import OrderedDict
 from typing import Sequence
@@ -44,8 +41,7 @@ class LayerScale(nn.Module):
 
     def __init__(self, channels: int, init_value: float = 1e-5) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.full((channels, 1, 1, 1),
-                                              init_value))
+        self.weight = nn.Parameter(torch.full((channels, 1, 1, 1), init_value))
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -54,14 +50,9 @@ class LayerScale(nn.Module):
 
 
 class IDConv(nn.Module):
-    """Input-dependent depthwise convolution.
-
-    Each sample gets its own KxK depthwise kernel and bias: softmax-weighted
-    sums (over G groups) of a learnable kernel bank ``weight`` and bias bank
-    ``bias``, the weights predicted from the input by one shared projection
-    ``proj`` (of the KxK-pooled map for the kernel, of the global mean for the
-    bias).
-    """
+    """Input-dependent depthwise convolution: each sample's KxK kernel and
+    bias are softmax-weighted sums of G-entry banks, the weights predicted by
+    ``proj`` from the KxK-pooled map (kernel) and the global mean (bias)."""
 
     def __init__(self, channels: int, kernel_size: int = 7, num_groups: int = 2,
                  reduction: int = 4, norm_cfg: dict = dict(type='BN')) -> None:
@@ -98,13 +89,9 @@ class IDConv(nn.Module):
 
 
 class OSRA(nn.Module):
-    """Overlapping spatial reduction attention.
-
-    Keys and values come from a spatially reduced map ``sr`` (overlapping
-    depthwise conv of stride ``sr_ratio``, then a per-channel 1x1 conv)
-    refined by a 3x3 depthwise ``local_conv``; the logits get the stage's
-    relative position bias.
-    """
+    """Overlapping spatial reduction attention: keys and values from a map
+    reduced by ``sr`` (stride ``sr_ratio``) and refined by ``local_conv``;
+    the logits get the stage's relative position bias."""
 
     def __init__(self, channels: int, num_heads: int, sr_ratio: int,
                  norm_cfg: dict = dict(type='BN')) -> None:
@@ -131,8 +118,7 @@ class OSRA(nn.Module):
         kv = self.sr(x)
         kv = add_residual(self.local_conv(kv), kv)
         k, v = self.kv(kv).chunk(2, dim=1)
-        # (B, heads, tokens, head_dim), contiguous in head_dim: the fused
-        # (flash) kernel needs it, else SDPA falls back to its slow math path.
+        # (B, heads, tokens, head_dim), contiguous: else SDPA's slow path.
         q, k, v = (t.reshape(B, h, C // h, -1).transpose(-1, -2).contiguous()
                    for t in (self.q(x), k, v))
         x = biased_attention(q, k, v, pos_bias, self.scale)
@@ -140,9 +126,8 @@ class OSRA(nn.Module):
 
 
 class STE(LeanSequential):
-    """Squeezed token enhancer: 3x3 depthwise conv, then a 1x1 bottleneck
-    (C -> max(16, C // 8) -> C), each step with GELU and BatchNorm. Indexed
-    as the authors' ``token_mixer.proj``."""
+    """Squeezed token enhancer: 3x3 depthwise conv, then a 1x1 bottleneck,
+    each with GELU and BatchNorm (indexed as the authors' layers)."""
 
     def __init__(self, channels: int, norm_cfg: dict) -> None:
         squeezed = max(16, channels // 8)
@@ -168,6 +153,6 @@ class MultiScaleDWConv(nn.Module):
             DWConv2d(c, k) for c, k in zip(self.splits, kernels))
 
     def forward(self, x: Tensor, residual: bool = False) -> Tensor:
-        """The convs' outputs concatenated, plus ``x`` if ``residual`` (then,
-        at inference, written into ``x``: pass a fresh map)."""
+        """The convs' outputs, plus ``x`` if ``residual`` (then, at
+        inference, written into ``x``: pass a fresh map)."""
         return split_convs(x, self.splits, self.proj, residual, self)

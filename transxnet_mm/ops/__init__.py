@@ -1,10 +1,8 @@
 """Performance kernels of the TransXNet backbone, one module per op.
 
-Each op is a drop-in for a plain PyTorch computation and gives its result to
-float32 rounding. Where each applies is one table, :mod:`.rules`;
-:func:`use_kernels` turns all or some of them off (all off, the backbone runs
-plain PyTorch ops only); inside :func:`exporting` the ops take their export
-form (ONNX); :func:`explain` says which path each module takes, and why.
+Each is a drop-in for a plain PyTorch computation, equal to float32 rounding.
+:mod:`.rules` decides where each applies; :func:`use_kernels` turns them off,
+:func:`exporting` selects their ONNX form, :func:`explain` reports the paths.
 """
 from .attention import BiasedAttention, biased_attention
 from .bias_resize import (BicubicResize, bicubic, bicubic_by_taps, cubic_taps,
@@ -25,9 +23,7 @@ __all__ = [
     'adaptive_avg_pool2d', 'exporting', 'DepthwiseConv2dCPU',
     'DepthwiseConv2dChannelsLast', 'depthwise_conv2d', 'GeluBatchNorm',
     'GeluBatchNormConv1x1', 'GeluBatchNormDWConvs', 'gelu_bn_dwconvs',
-    'gelu_bn_seq', 'DWConv2d',
-    'LeanSequential', 'add_residual', 'inplace_', 'split_convs',
-    'scaled_batch_norm', 'scaled_branch',
-    'KERNELS', 'applies', 'decisions', 'explain',
-    'kernels_enabled', 'use_kernels'
+    'gelu_bn_seq', 'DWConv2d', 'LeanSequential', 'add_residual', 'inplace_',
+    'split_convs', 'scaled_batch_norm', 'scaled_branch', 'KERNELS',
+    'applies', 'decisions', 'explain', 'kernels_enabled', 'use_kernels'
 ]

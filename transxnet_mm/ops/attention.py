@@ -1,14 +1,10 @@
 """Attention with an additive position bias: ``softmax(q k^T * scale +
 bias) v``.
 
-At inference this is PyTorch's fused attention (SDPA: the N x M matrix is
-never stored). For CPU training SDPA takes its math path for a bias that
-needs a gradient, which keeps the attention matrix for backward: one N x M
-map per block, at detection sizes most of a training step's memory. Here
-the matrix is recomputed in backward instead, from q, k and the bias, in
-one buffer per matrix (the bias copied in, the scaled product added, the
-softmax written over it), so it also makes fewer fresh maps to page-fault
-in. Memory and time: docs/benchmarks.md.
+At inference this is SDPA (the N x M matrix is never stored). For CPU
+training with a bias that needs a gradient, SDPA's math path keeps that
+matrix for backward (at detection sizes most of a step's memory); here it is
+recomputed in backward from q, k and the bias, in one buffer per matrix.
 """
 from typing import Tuple
 
@@ -22,10 +18,8 @@ from .utils import plain_backward
 
 def _probs(q: Tensor, k: Tensor, bias: Tensor, scale: float) -> Tensor:
     """``softmax(q k^T * scale + bias)`` of folded heads, q (B*h, N, d), k
-    (B*h, M, d), bias (1, h, N, M), in one N x M buffer: the bias copied in,
-    the scaled product added (``baddbmm_``), the softmax written over it
-    (PyTorch's kernel reads each row before writing it: the same bits as
-    ``softmax``, without a fresh output map to page-fault in)."""
+    (B*h, M, d), bias (1, h, N, M), in one N x M buffer: the softmax is
+    written over its input (the same bits as ``softmax``, no fresh map)."""
     h, N, M = bias.shape[1:]
     logits = q.new_empty(q.shape[0], N, M)
     logits.view(-1, h, N, M).copy_(bias)
@@ -35,8 +29,7 @@ def _probs(q: Tensor, k: Tensor, bias: Tensor, scale: float) -> Tensor:
 
 def _plain(q: Tensor, k: Tensor, v: Tensor, bias: Tensor,
            scale: float) -> Tensor:
-    """The same attention by differentiable, out-of-place ops (for double
-    backward)."""
+    """The same by differentiable ops (for double backward)."""
     h, N, M = bias.shape[1:]
     logits = torch.baddbmm(
         bias.expand(q.shape[0] // h, h, N, M).reshape(-1, N, M), q, k.mT,
@@ -46,8 +39,7 @@ def _plain(q: Tensor, k: Tensor, v: Tensor, bias: Tensor,
 
 class BiasedAttention(torch.autograd.Function):
     """Attention of folded heads that saves q, k, v and the bias, not the
-    attention matrix: backward computes it again (one more ``baddbmm`` and
-    softmax)."""
+    attention matrix, which backward computes again."""
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, bias: Tensor,
@@ -64,8 +56,7 @@ class BiasedAttention(torch.autograd.Function):
                                   ctx.scale)
         probs = _probs(q, k, bias, ctx.scale)
         grad = grad.contiguous()
-        grad_v = torch.bmm(probs.mT, grad) if ctx.needs_input_grad[2] \
-            else None
+        grad_v = torch.bmm(probs.mT, grad) if ctx.needs_input_grad[2] else None
         grad_logits = torch.bmm(grad, v.mT)  # softmax's backward over it
         torch.ops.aten._softmax_backward_data.out(
             grad_logits, probs, -1, probs.dtype, grad_input=grad_logits)
@@ -83,10 +74,8 @@ class BiasedAttention(torch.autograd.Function):
 
 def biased_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor,
                      scale: float) -> Tensor:
-    """q (B, heads, N, d), k and v (B, heads, M, d), bias (1, heads, N, M).
-
-    :class:`BiasedAttention` where the ``'attention'`` kernel applies (CPU
-    training), else SDPA."""
+    """q (B, heads, N, d), k and v (B, heads, M, d), bias (1, heads, N, M):
+    :class:`BiasedAttention` where ``'attention'`` applies, else SDPA."""
     if applies('attention', q, q, k, v, bias):
         B, h, N, d = q.shape
         M = k.shape[2]

@@ -1,16 +1,9 @@
-"""The relative position bias resized to the attention shape: separable,
-banded, and with a fast backward.
+"""The relative position bias resized bicubically to the attention shape.
 
-The authors resize each stage's (1, heads, N, M) bias, stored for a 224x224
-input, like an image: bicubic, align_corners False (``F.interpolate``).
-PyTorch's kernel does 16 multiply-adds per output and its CPU backward
-scatters every output gradient into 4x4 inputs one by one. The resize is
-linear and separable, ``out = R_N bias R_M^T`` with R_N holding 4 taps per
-row, so the forward is one product along keys and banded products along
-queries, and the backward ``R_N^T grad R_M`` one product and four
-``index_add`` (timings: docs/benchmarks.md). The taps and their weights
-are PyTorch's formula (:func:`cubic_taps`); results agree with
-``F.interpolate`` to float32 rounding.
+PyTorch's CPU backward scatters each output gradient into 4x4 inputs one by
+one. The resize is separable, ``out = R_N bias R_M^T`` (4 taps per row of
+R_N), so forward and backward are a few products (docs/benchmarks.md), with
+PyTorch's taps (:func:`cubic_taps`): equal to float32 rounding.
 """
 from typing import Sequence, Tuple
 
@@ -27,14 +20,12 @@ def bicubic(x: Tensor, size: Tuple[int, int]) -> Tensor:
 
 
 def cubic_taps(n, out, like: Tensor) -> Tuple[Tensor, Tensor]:
-    """Source indices (4, out) and weights (4, out) of PyTorch's bicubic
-    resize (align_corners False, A = -0.75, edges clamped) of an axis of
-    length ``n`` to ``out``: the one weight function of the runtime resize
-    and its export form (``n``, ``out`` may be symbolic)."""
+    """Source indices and weights, each (4, out), of PyTorch's bicubic
+    resize (A = -0.75, edges clamped) of an axis from ``n`` to ``out`` (may
+    be symbolic)."""
     A = -0.75
-    # As PyTorch's kernel computes it: the scale in float32, then
-    # scale * (i + 0.5) - 0.5 rounded once (a fused multiply-add). Rounded
-    # twice, the source positions of a 60800-row output move by up to 1e-4.
+    # As PyTorch: the scale in float32, then scale * (i + 0.5) - 0.5
+    # rounded once (a fused multiply-add); rounding twice moves positions.
     scale = torch.full((), n, dtype=torch.float32, device=like.device) / out
     src = (scale.double() * (torch.arange(
         out, device=like.device, dtype=torch.float64) + 0.5) - 0.5).float()
@@ -54,8 +45,7 @@ def cubic_taps(n, out, like: Tensor) -> Tuple[Tensor, Tensor]:
 
 
 def taps_matrix(n, out, like: Tensor) -> Tensor:
-    """The (out, n) matrix of :func:`cubic_taps` (taps clamped onto the same
-    source add up, as in PyTorch)."""
+    """The (out, n) matrix of :func:`cubic_taps` (clamped taps add up)."""
     index, weights = cubic_taps(n, out, like)
     cols = torch.arange(n, device=like.device)
     return ((index[..., None] == cols).to(like.dtype) *
@@ -63,10 +53,9 @@ def taps_matrix(n, out, like: Tensor) -> Tensor:
 
 
 def bicubic_by_taps(x: Tensor, size: Sequence) -> Tensor:
-    """``bicubic(x, size)`` of a 4-D ``x`` as gathers and one product: 4
-    gathered rows per output row, then the columns' (out, in) matrix. The
-    export form of the resize: onnxruntime's cubic ``Resize`` took 20 of
-    RetinaNet-T's 27 s at 800x1216 (docs/deployment.md)."""
+    """``bicubic(x, size)`` of a 4-D ``x`` as gathers and one product: the
+    export form, as onnxruntime's cubic ``Resize`` is slow
+    (docs/deployment.md)."""
     (h, w), (oh, ow) = x.shape[-2:], size
     index, weights = cubic_taps(h, oh, x)
     x = sum(x.index_select(-2, index[c]) * weights[c][:, None]
@@ -76,10 +65,9 @@ def bicubic_by_taps(x: Tensor, size: Sequence) -> Tensor:
 
 def resize_bias(bias: Tensor, size: Tuple[int, int],
                 block: int = 256) -> Tensor:
-    """``bicubic(bias, size)`` of a (1, heads, N, M) bias, separably: along
-    keys a product with R_M^T, then along queries banded products, each block
-    of ``block`` output rows reading the few (~block * N / N2 + 4) source
-    rows its taps touch."""
+    """``bicubic(bias, size)`` of a (1, heads, N, M) bias: a product along
+    keys, then banded products along queries, each block of ``block`` rows
+    reading only the source rows its taps touch."""
     (N, M), (N2, M2) = bias.shape[2:], size
     if M2 != M:
         bias = bias @ taps_matrix(M, M2, bias).T
@@ -119,8 +107,7 @@ class BicubicResize(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tuple[Tensor, None]:
-        # Linear in grad and made of differentiable ops: double backward
-        # needs no other path.
+        # Linear in grad, differentiable ops: fine for double backward.
         (N, M), (N2, M2) = ctx.in_size, tuple(grad.shape[2:])
         grad = grad @ taps_matrix(M, M2, grad)  # (1, heads, N2, M)
         index, weights = cubic_taps(N, N2, grad)
@@ -131,11 +118,10 @@ class BicubicResize(torch.autograd.Function):
 
 
 def resize_pos_bias(bias: Tensor, size: Tuple[int, int]) -> Tensor:
-    """A stage's position bias for an attention of ``size`` = (queries,
-    keys): resized bicubically where the shape differs, by
-    :class:`BicubicResize` where the ``'bias_resize'`` kernel applies,
-    :func:`bicubic_by_taps` when exporting, else ``F.interpolate``. Detached when no gradient is recorded: CPU SDPA takes
-    its slow math path for any mask that requires grad."""
+    """A stage's position bias resized to ``size`` = (queries, keys).
+
+    Detached when no gradient is recorded: CPU SDPA takes its slow math
+    path for any mask that requires grad."""
     if not (torch.is_grad_enabled() and bias.requires_grad):
         bias = bias.detach()
     if tuple(bias.shape[2:]) == tuple(size):

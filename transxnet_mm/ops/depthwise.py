@@ -1,15 +1,9 @@
 """Depthwise convolution for CPU training.
 
-oneDNN's CPU depthwise backward is many times slower than its forward for
-5x5 and 7x7 kernels, nearly all of it in the weight gradient. That gradient,
-``sum over b, y, x of grad[b, c, y, x] * x_pad[b, c, y + i, x + j]``, is
-itself a depthwise convolution: of the padded input, with the output
-gradient as the kernel and the batch folded into the channels, which runs
-faster on large maps. On small maps (14x14, 7x7) that large-kernel
-convolution is slower, so they keep oneDNN, in the channels-last layout,
-where its backward beats NCHW by more than the layout copies cost. For 3x3
-and strided kernels PyTorch's own NCHW convolution is the fastest (see
-:func:`depthwise_conv2d`). Timings: docs/benchmarks.md.
+oneDNN's weight gradient of 5x5 and 7x7 depthwise convs is slow. It is
+itself a depthwise conv of the padded input with the output gradient as
+kernel (batch folded into channels), faster on large maps; small maps keep
+oneDNN in channels-last, whose backward beats NCHW (docs/benchmarks.md).
 """
 from typing import Optional, Sequence, Tuple, Union
 
@@ -21,7 +15,7 @@ from torch.nn.modules.utils import _pair
 from .rules import applies, export_form, refuse
 from .utils import needs_grad, plain_backward
 
-# Maps of fewer pixels keep oneDNN's backward (see the module docstring).
+# Maps of fewer pixels keep oneDNN's backward.
 MIN_PIXELS = 28 * 28
 
 
@@ -30,13 +24,9 @@ def _weight_grad(x: Tensor, grad: Tensor, kernel: Tuple[int, int],
     """Weight gradient of a stride-1 depthwise conv as a depthwise conv of
     the padded input with the output gradient as kernel.
 
-    Samples and blocks of ``rows`` output rows are folded into the channels
-    and the partial kernels summed, so that each float32 sum spans ~2K
-    products, not the whole map: summed at once its rounding error was ~3x
-    PyTorch's (3e-6 vs 8e-7 relative at 2x48x128x128, 7x7), in blocks it is
-    ~1e-6. This matters beyond the weight: IDConv's kernels are computed
-    from the input, so their gradient flows on into the network.
-    """
+    Samples and row blocks are folded into the channels, so each float32 sum
+    spans ~2K products, not the whole map: rounding near PyTorch's (IDConv's
+    kernel gradient flows on into the network)."""
     (B, C, _, _), (Ho, Wo), (K1, K2) = x.shape, grad.shape[2:], kernel
     p1, p2 = padding
     rows = max(1, 2048 // Wo)
@@ -46,11 +36,9 @@ def _weight_grad(x: Tensor, grad: Tensor, kernel: Tuple[int, int],
     xp = F.pad(x, (p2, p2, p1, p1 + extra))
     win = rows + K1 - 1
     xp = xp.unfold(2, win, rows).permute(1, 0, 2, 4, 3)
-    out = F.conv2d(
-        xp.reshape(1, C * B * n, win, xp.shape[-1]),
-        grad.reshape(B, C, n, rows, Wo).transpose(0, 1).reshape(
-            C * B * n, 1, rows, Wo),
-        groups=C * B * n)
+    out = F.conv2d(xp.reshape(1, C * B * n, win, xp.shape[-1]),
+                   grad.reshape(B, C, n, rows, Wo).transpose(0, 1).reshape(
+                       C * B * n, 1, rows, Wo), groups=C * B * n)
     return out[0, :, :, :K2].reshape(C, B * n, K1, K2).sum(1, keepdim=True)
 
 
@@ -61,11 +49,9 @@ def _conv(x: Tensor, weight: Tensor, bias: Optional[Tensor],
 
 def training_method(x: Tensor, weight: Tensor,
                     stride: Union[int, Tuple[int, int]] = 1) -> str:
-    """Which backward a depthwise conv of ``weight`` on ``x`` takes in
-    training: ``'cpu'`` (:class:`DepthwiseConv2dCPU`), ``'channels_last'``
-    (:class:`DepthwiseConv2dChannelsLast`) or ``'plain'`` (PyTorch's NCHW
-    convolution). The first two only where the ``'depthwise'`` kernel
-    applies, for 5x5 and larger kernels of stride 1."""
+    """The backward a depthwise conv takes in training: ``'cpu'``,
+    ``'channels_last'`` (5x5 and larger, stride 1, where ``'depthwise'``
+    applies) or ``'plain'`` (PyTorch's NCHW conv)."""
     if min(weight.shape[2:]) < 5 or _pair(stride) != (1, 1):
         if needs_grad(x, weight):
             refuse('depthwise', '3x3 or strided: PyTorch\'s conv is faster')
@@ -75,13 +61,11 @@ def training_method(x: Tensor, weight: Tensor,
     return 'cpu' if x.shape[2] * x.shape[3] >= MIN_PIXELS else 'channels_last'
 
 
-def depthwise_backward(
-        method: str, x: Tensor, weight: Tensor, grad: Tensor,
-        stride: Tuple[int, int], padding: Tuple[int, int],
-        needs: Sequence[bool]) -> Tuple[Optional[Tensor], ...]:
-    """Gradients of input, weight and bias of a depthwise conv by
-    ``method`` (:func:`training_method`), those with ``needs`` set (the
-    others None)."""
+def depthwise_backward(method: str, x: Tensor, weight: Tensor, grad: Tensor,
+                       stride: Tuple[int, int], padding: Tuple[int, int],
+                       needs: Sequence[bool]) -> Tuple[Optional[Tensor], ...]:
+    """Gradients of input, weight and bias by ``method``
+    (:func:`training_method`); None where ``needs`` is unset."""
     needs = tuple(needs) + (False, ) * (3 - len(needs))
     groups = x.shape[1]
     if method == 'cpu':
@@ -109,8 +93,7 @@ def depthwise_backward(
 
 
 class DepthwiseConv2dCPU(torch.autograd.Function):
-    """Stride-1 depthwise convolution whose weight gradient is one more
-    convolution (:func:`_weight_grad`); the input gradient is PyTorch's."""
+    """Stride-1 depthwise conv, weight gradient by :func:`_weight_grad`."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor],
@@ -137,10 +120,9 @@ def _conv_cl(x: Tensor, weight: Tensor, bias: Optional[Tensor],
 
 
 class DepthwiseConv2dChannelsLast(torch.autograd.Function):
-    """oneDNN's depthwise convolution in the channels-last layout, where its
-    backward is faster than in NCHW, saving the NCHW input rather
-    than its channels-last copy (which autograd would keep: one more map
-    per convolution): the copy is made again in backward."""
+    """oneDNN's depthwise conv in channels-last (faster backward), saving
+    the NCHW input, not its channels-last copy (one map fewer per conv),
+    which backward makes again."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor],
@@ -164,11 +146,9 @@ class DepthwiseConv2dChannelsLast(torch.autograd.Function):
 
 def depthwise_by_taps(x: Tensor, weight: Tensor, bias: Optional[Tensor],
                       padding: Tuple[int, int]) -> Tensor:
-    """Stride-1 depthwise convolution of (1, G, H, W) with G symbolic (the
-    export form of IDConv's batch-folded conv: ONNX's ``Conv`` needs a
-    constant ``group``): each channel's KxK patches by one convolution with
-    constant one-hot kernels (channels as samples), times its weights,
-    summed over the taps. The same products, summed in another order."""
+    """Stride-1 depthwise conv of (1, G, H, W), G symbolic: the export form
+    of IDConv's batch-folded conv, as ONNX's ``Conv`` needs a constant
+    ``group``. Patches by one-hot kernels, times the weights, summed."""
     K1, K2 = weight.shape[2:]
     taps = torch.eye(K1 * K2, dtype=x.dtype, device=x.device)
     patches = F.conv2d(x.reshape(-1, 1, *x.shape[2:]),
@@ -182,16 +162,8 @@ def depthwise_by_taps(x: Tensor, weight: Tensor, bias: Optional[Tensor],
 def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor],
                      stride: Union[int, Tuple[int, int]] = 1,
                      padding: Union[int, Tuple[int, int]] = 0) -> Tensor:
-    """Depthwise convolution (one filter per channel), NCHW in and out.
-
-    Where the ``'depthwise'`` kernel applies (CPU training), 5x5 and larger
-    kernels of stride 1 take :class:`DepthwiseConv2dCPU` on maps of at least
-    :data:`MIN_PIXELS`, else :class:`DepthwiseConv2dChannelsLast`. 3x3 and
-    strided kernels, and everything without gradients, take PyTorch's
-    NCHW convolution as it is: at the backbone's shapes each choice is the
-    fastest of the three for its case (docs/benchmarks.md). Exported with
-    a symbolic channel count, :func:`depthwise_by_taps`.
-    """
+    """Depthwise convolution, NCHW, by the fastest path for its case
+    (:func:`training_method`; exported: :func:`depthwise_by_taps`)."""
     if export_form(x.shape[1]) and _pair(stride) == (1, 1):
         return depthwise_by_taps(x, weight, bias, _pair(padding))
     method = training_method(x, weight, stride)
@@ -205,8 +177,7 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor],
 
 
 class DWConv2d(nn.Conv2d):
-    """Depthwise ``nn.Conv2d`` (same padding), through
-    :func:`depthwise_conv2d`."""
+    """Depthwise ``nn.Conv2d`` (same padding) by :func:`depthwise_conv2d`."""
 
     def __init__(self, channels: int, kernel_size: int, stride: int = 1,
                  bias: bool = True) -> None:

@@ -1,19 +1,10 @@
-"""GELU then training-mode BatchNorm, and what reads the result (a 1x1 conv,
-or MS-FFN's multi-scale depthwise convs and their residual), saving only
-the GELU's input for backward.
+"""GELU then training-mode BatchNorm, and what reads it (a 1x1 conv, or
+MS-FFN's depthwise convs and residual), saving only the GELU's input.
 
-Plain autograd keeps three maps for ``bn(gelu(x))`` followed by a conv: x
-(for GELU's backward), gelu(x) (for BatchNorm's) and bn(...) (for the
-conv's weight gradient). GELU and the normalisation are cheap elementwise
-work, so these Functions keep x and the batch statistics only and recompute
-the other two maps in backward. In MS-FFN's hidden width (4-8x the block's
-channels) that is most of a training step's activation memory. Forward
-results are PyTorch's own ops (the same bits); running statistics are
-updated once, as ``nn.BatchNorm2d`` does.
-
-The norms taken (:func:`~.rules.training_batch_norm`): those that
-normalise over the local batch (``BN``, ``SyncBN`` as MMEngine's runner
-reverts it in a one-process run).
+Plain autograd keeps x, gelu(x) and bn(gelu(x)) for ``conv(bn(gelu(x)))``;
+these Functions keep x and the batch statistics and recompute the other two
+(cheap elementwise work) in backward: in MS-FFN's hidden width most of a
+step's activation memory. Forward results are PyTorch's ops (same bits).
 """
 from typing import List, Optional, Sequence, Tuple
 
@@ -31,9 +22,8 @@ from .utils import bn_momentum, plain_backward
 
 def fusable(act: nn.Module, bn: nn.Module, x: Tensor,
             *others: nn.Module) -> bool:
-    """Whether ``bn(act(x))`` (then ``others``) may run as one of these
-    Functions: an exact GELU and a training BatchNorm (:mod:`.rules`) where
-    the ``'gelu_bn'`` kernel applies."""
+    """Whether ``bn(act(x))`` (then ``others``) may run fused: an exact GELU
+    and a training BatchNorm where ``'gelu_bn'`` applies."""
     if not (isinstance(act, nn.GELU) and isinstance(bn, _BatchNorm)
             and bn.training):
         return False  # not this pattern, or inference (in place there)
@@ -45,9 +35,8 @@ def fusable(act: nn.Module, bn: nn.Module, x: Tensor,
 
 def per_sample_mm(w: Tensor, x3: Tensor,
                   bias: Optional[Tensor] = None) -> Tensor:
-    """``w (Co, Ci) @ x3[b] (Ci, N)`` (+ bias) for each sample b, into one
-    (B, Co, N) map. ``torch.matmul(w, x3)`` would compute the transposed
-    product and copy it back."""
+    """``w (Co, Ci) @ x3[b] (Ci, N)`` (+ bias) per sample into one (B, Co, N)
+    map (``torch.matmul`` would compute the transpose and copy it back)."""
     out = x3.new_empty(x3.shape[0], w.shape[0], x3.shape[2])
     for i in range(x3.shape[0]):
         if bias is None:
@@ -59,8 +48,7 @@ def per_sample_mm(w: Tensor, x3: Tensor,
 
 def normalize(g: Tensor, weight: Tensor, bias: Tensor, mean: Tensor,
               rstd: Tensor) -> Tensor:
-    """``weight * (g - mean) * rstd + bias``, per channel: a training
-    BatchNorm's output from its statistics, recomputed in backward."""
+    """``weight * (g - mean) * rstd + bias``, per channel."""
     scale = rstd * weight
     return torch.addcmul((bias - mean * scale).view(1, -1, 1, 1), g,
                          scale.view(1, -1, 1, 1))
@@ -68,8 +56,8 @@ def normalize(g: Tensor, weight: Tensor, bias: Tensor, mean: Tensor,
 
 def _bn_train(ctx, g: Tensor,
               bn: nn.BatchNorm2d) -> Tuple[Tensor, Tensor, Tensor]:
-    """``bn(g)`` in training mode: output, batch mean and inverse std; the
-    running statistics updated as ``bn``'s forward does."""
+    """``bn(g)`` in training: output, mean and inverse std; running
+    statistics updated as ``bn`` does."""
     ctx.eps = bn.eps
     return torch.ops.aten.native_batch_norm(
         g, bn.weight, bn.bias, bn.running_mean, bn.running_var, True,
@@ -77,8 +65,7 @@ def _bn_train(ctx, g: Tensor,
 
 
 def _plain(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
-    """The same normalised map by differentiable ops (batch statistics, no
-    running update): for double backward."""
+    """The same by differentiable ops, no running update (double backward)."""
     return F.batch_norm(F.gelu(x), None, None, weight, bias, True, 0., eps)
 
 
@@ -111,9 +98,7 @@ class GeluBatchNorm(torch.autograd.Function):
 
 
 class GeluBatchNormConv1x1(torch.autograd.Function):
-    """``conv1x1(batch_norm(gelu(x)))`` in training, saving x and the
-    statistics: the normalised map the conv reads is recomputed in
-    backward for its weight gradient."""
+    """``conv1x1(batch_norm(gelu(x)))`` in training, saving x, statistics."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor,
@@ -127,8 +112,7 @@ class GeluBatchNormConv1x1(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple:
-        x, weight, bias, conv_weight, conv_bias, mean, rstd = \
-            ctx.saved_tensors
+        x, weight, bias, conv_weight, conv_bias, mean, rstd = ctx.saved_tensors
         if torch.is_grad_enabled():  # double backward: differentiable ops
             return plain_backward(
                 lambda *t: F.conv2d(_plain(*t[:3], t[-1]), t[3], t[4]), ctx,
@@ -156,9 +140,8 @@ class GeluBatchNormConv1x1(torch.autograd.Function):
 
 def fused_step(layers: Sequence[nn.Module], i: int,
                x: Tensor) -> Tuple[Optional[Tensor], int]:
-    """For a layer list at position ``i``: a GELU and BatchNorm (and a 1x1
-    conv after them) run as one Function where :func:`fusable`. Returns the
-    output and the number of layers consumed, or (None, 0)."""
+    """GELU, BatchNorm (and 1x1 conv) at ``layers[i]`` as one Function where
+    :func:`fusable`: the output and the layers consumed, or (None, 0)."""
     if i + 1 >= len(layers) or not fusable(layers[i], layers[i + 1], x):
         return None, 0
     bn = layers[i + 1]
@@ -169,8 +152,7 @@ def fused_step(layers: Sequence[nn.Module], i: int,
     return GeluBatchNorm.apply(x, bn.weight, bn.bias, bn), 2
 
 
-# One depthwise conv of GeluBatchNormDWConvs: its channels, padding and the
-# backward it takes (depthwise.training_method).
+# One depthwise conv: channels, padding, backward (training_method).
 ConvLayout = Tuple[int, Tuple[int, int], str]
 
 
@@ -185,16 +167,12 @@ def _dw_convs(h: Tensor, params: Sequence[Optional[Tensor]],
 
 
 class GeluBatchNormDWConvs(torch.autograd.Function):
-    """``h + cat_i(conv_i(h_i))`` with ``h = batch_norm(gelu(x))`` in
-    training and h_i its channel groups, each through a depthwise conv:
-    MS-FFN's hidden map, its multi-scale convs and their residual. Saves x
-    and the statistics; h, which each conv's weight gradient reads, is
-    recomputed in backward (as :class:`GeluBatchNormConv1x1` recomputes the
-    map its conv reads): one hidden-size map fewer per block."""
+    """``h + cat_i(conv_i(h_i))``, ``h = batch_norm(gelu(x))`` in training:
+    MS-FFN's depthwise convs and residual. Saves x and the statistics, not
+    h: one hidden-size map fewer per block."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor,
-                *rest) -> Tensor:
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, *rest) -> Tensor:
         *params, bn, layout = rest  # params: conv weight, bias, weight, ...
         h, mean, rstd = _bn_train(ctx, F.gelu(x), bn)
         ctx.layout = layout
@@ -242,12 +220,9 @@ def plain_dwconv(module: nn.Module) -> bool:
 
 def gelu_bn_dwconvs(seq: nn.Sequential, multi_scale: nn.Module,
                     x: Tensor) -> Tensor:
-    """``multi_scale(seq(x), residual=True)`` for ``seq`` ending in a GELU
-    and a BatchNorm and ``multi_scale`` a module whose ``proj`` convs
-    (:class:`~.depthwise.DWConv2d`) read the ``splits`` channel groups of
-    its input (MS-FFN's ``fc1`` and ``dwconv``). The GELU, BatchNorm, convs
-    and residual are one :class:`GeluBatchNormDWConvs` where :func:`fusable`
-    (the layers before them run as they are), else the modules."""
+    """``multi_scale(seq(x), residual=True)`` (MS-FFN's ``fc1``, ending in
+    GELU and BatchNorm, and ``dwconv``), its tail one
+    :class:`GeluBatchNormDWConvs` where :func:`fusable`."""
     act, bn = seq[-2], seq[-1]
     convs = list(multi_scale.proj)
     if hooked(seq) or hooked(multi_scale) or not all(

@@ -1,12 +1,9 @@
 """In-place shortcuts at inference: elementwise layers and residual sums
-written into the fresh intermediate map they read.
+written into the fresh map they read.
 
-A fresh map at detection sizes costs its page faults on first touch, so
-reusing the one just read lowers both time and peak memory
-(docs/benchmarks.md). GELU gives the same bits,
-BatchNorm agrees to float32 rounding (4.8e-7 on values of order 1), sums are
-the same additions. Only where the ``'inplace'`` kernel applies
-(:mod:`.rules`: no gradients recorded, no hook on the module bypassed).
+A fresh map at detection sizes costs page faults on first touch, so reusing
+one lowers time and peak memory (docs/benchmarks.md). GELU and sums give the
+same bits, BatchNorm agrees to float32 rounding.
 """
 from typing import Sequence
 
@@ -17,9 +14,8 @@ from .rules import applies, plain_batch_norm, plain_gelu
 
 
 def inplace_(layer: nn.Module, x: Tensor) -> Tensor:
-    """``layer(x)``, written into ``x`` where the ``'inplace'`` kernel
-    applies if ``layer`` is an exact GELU or an eval-mode plain BatchNorm
-    (:mod:`.rules`). ``x`` must be a fresh map that nothing else reads."""
+    """``layer(x)``, written into ``x`` (a fresh map nothing else reads)
+    for an exact GELU or eval-mode BatchNorm where ``'inplace'`` applies."""
     if not applies('inplace', x, bypassed=(layer, )):
         return layer(x)
     if plain_gelu(layer):
@@ -33,8 +29,8 @@ def inplace_(layer: nn.Module, x: Tensor) -> Tensor:
 
 
 def add_residual(branch: Tensor, x: Tensor) -> Tensor:
-    """``x + branch``; at inference written into ``branch``, a fresh map the
-    branch just made, when that keeps the sum's dtype."""
+    """``x + branch``; at inference written into the fresh ``branch`` when
+    that keeps the sum's dtype."""
     if (applies('inplace', branch) and branch.shape == x.shape
             and branch.dtype == x.dtype):
         return branch.add_(x)
@@ -45,11 +41,9 @@ def split_convs(x: Tensor, splits: Sequence[int], convs: Sequence[nn.Module],
                 residual: bool, owner: nn.Module) -> Tensor:
     """``cat([conv(part) for each channel group of x]) (+ x if residual)``.
 
-    At inference with ``residual`` each group's sum is written over its
-    slice of ``x`` once that group's conv has read it (the same additions):
-    two fewer hidden-size maps at the peak. ``x`` is then overwritten, so
-    ``owner`` (the calling module) must receive a fresh map; with a hook on
-    it, nothing is overwritten."""
+    At inference with ``residual`` each sum is written over its slice of
+    ``x`` (two fewer hidden-size maps at the peak), so ``owner`` (the caller)
+    must receive a fresh map; with a hook on it, nothing is overwritten."""
     parts = x.split(list(splits), dim=1)
     if residual and applies('inplace', x, bypassed=(owner, )):
         for conv, part in zip(convs, parts):

@@ -14,8 +14,7 @@ from .rules import export_form, hooked, plain_conv1x1
 
 def run_layers(layers: List[nn.Module], x: Tensor, start: int = 0) -> Tensor:
     """The layers in turn, from ``start``: at inference those after the
-    first in place (:func:`inplace_`); in training a GELU then BatchNorm
-    (then a 1x1 conv) as one Function that saves only the GELU's input
+    first in place; in training GELU -> BatchNorm (-> 1x1 conv) fused
     (:func:`fused_step`)."""
     i = start
     while i < len(layers):
@@ -31,8 +30,7 @@ def run_layers(layers: List[nn.Module], x: Tensor, start: int = 0) -> Tensor:
 def run_scaled(layers: List[nn.Module], x: Tensor, scale: nn.Module,
                residual: Optional[Tensor] = None, start: int = 0) -> Tensor:
     """``scale(run_layers(layers, x, start) + residual)``, the scale folded
-    into the last layer where it is a foldable BatchNorm
-    (:func:`~.layer_scale.scaled_batch_norm`)."""
+    into a last BatchNorm where :func:`~.layer_scale.foldable`."""
     if foldable(scale, layers[-1], x):
         return scaled_batch_norm(scale, layers[-1],
                                  run_layers(layers[:-1], x, start), residual)
@@ -48,8 +46,7 @@ class LeanSequential(nn.Sequential):
 
     def scaled(self, x: Tensor, scale: nn.Module,
                residual: Optional[Tensor] = None) -> Tensor:
-        """``scale(self(x) + residual)`` (``residual`` optional), the scale
-        folded into a last BatchNorm where :func:`run_scaled` can."""
+        """``scale(self(x) + residual)`` (``residual`` optional)."""
         if hooked(self):
             x = self(x) if residual is None else add_residual(self(x),
                                                               residual)
@@ -59,11 +56,8 @@ class LeanSequential(nn.Sequential):
 
 def gelu_bn_seq(act: nn.Module, bn: nn.Module, seq: nn.Sequential,
                 x: Tensor, scale: Optional[nn.Module] = None) -> Tensor:
-    """``seq(bn(act(x)))``, then ``scale`` if given, for a Sequential
-    ``seq`` that starts with a 1x1 conv: its conv through
-    :class:`~.gelu_bn.GeluBatchNormConv1x1` where fusable, then its other
-    layers (:func:`run_scaled`: the scale folded into a last BatchNorm);
-    else the modules (in place at inference)."""
+    """``seq(bn(act(x)))``, then ``scale`` if given, the first conv of
+    ``seq`` fused (:class:`~.gelu_bn.GeluBatchNormConv1x1`) where it can."""
     if not hooked(seq) and plain_conv1x1(seq[0]):
         out, used = fused_step([act, bn, seq[0]], 0, x)
         if used == 3:
@@ -75,9 +69,7 @@ def gelu_bn_seq(act: nn.Module, bn: nn.Module, seq: nn.Sequential,
 
 
 def pool_matrix(n, out: int, like: Tensor) -> Tensor:
-    """(out, n) averaging matrix of PyTorch's adaptive average pooling along
-    one axis of length ``n``: row i averages ``floor(i n / out)`` to
-    ``ceil((i + 1) n / out) - 1``."""
+    """(out, n) matrix of PyTorch's adaptive average pooling of one axis."""
     i = torch.arange(out, device=like.device)
     start = (i * n) // out
     end = ((i + 1) * n + out - 1) // out
@@ -87,9 +79,8 @@ def pool_matrix(n, out: int, like: Tensor) -> Tensor:
 
 
 def adaptive_avg_pool2d(x: Tensor, size: int) -> Tensor:
-    """``F.adaptive_avg_pool2d(x, size)``. Exported for a map of symbolic
-    size, two products with :func:`pool_matrix` built from the actual size
-    (the exporter's decomposition bakes in the example's windows)."""
+    """``F.adaptive_avg_pool2d(x, size)``; exported with symbolic sizes, by
+    :func:`pool_matrix` (the exporter would bake in the example's windows)."""
     if export_form(*x.shape[-2:]):
         H, W = x.shape[-2:]
         return pool_matrix(H, size, x) @ x @ pool_matrix(W, size, x).T

@@ -1,32 +1,10 @@
 """Where each kernel of :mod:`transxnet_mm.ops` runs: one table, decided here.
 
-Every kernel asks :func:`applies` before it replaces the plain PyTorch
-computation; where it does not apply the plain op runs (same result to
-float32 rounding). A kernel applies when all of these hold:
-
-* it is on (:func:`use_kernels` turns all or some of them off),
-* the code is neither traced (``torch.jit.trace``: the FLOPs counter, ONNX
-  export) nor compiled (``torch.compile``, ``torch.export``),
-* autocast is off for the tensor's device (autocast picks each op's dtype;
-  the kernels would bypass its casts),
-* the tensor is on a device of its row of :data:`KERNELS`,
-* its mode holds: ``'training'``, autograd records a call on the tensors it
-  is given; ``'inference'``, no gradients are recorded (maps may then be
-  overwritten); ``'any'``, either,
-* no forward hook is registered on a module it would bypass
-  (:func:`hooked`): such a module is called as it is, so every hook runs at
-  inference as in training,
-* the model is not being exported (:func:`exporting`).
-
-Inside :func:`exporting` (as timm's ``set_exportable``) the ops that have
-an export form take it (:func:`export_form`): the same numbers by ops that
-have a dynamic ONNX equivalent, or a fast one in onnxruntime.
-
-Which modules a kernel may stand in for is an exact type test
-(:func:`plain_gelu`, :func:`plain_batch_norm`, :func:`training_batch_norm`,
-:func:`plain_conv1x1`): a subclass may change the forward. Each op adds only
-its own shape conditions (e.g. the depthwise kernel: 5x5 and larger,
-stride 1).
+Every kernel asks :func:`applies` (conditions: :func:`_decide`) before it
+replaces the plain op. Kernels step aside under autocast (they would bypass
+its casts), tracing and compiling, and for a module with a forward hook (so
+hooks run as in training). Modules are matched by exact type: a subclass may
+change the forward. Inside :func:`exporting` the ops take their export form.
 """
 import os
 from contextlib import contextmanager
@@ -53,12 +31,8 @@ class Rule(NamedTuple):
 
 CPU = frozenset({'cpu'})
 
-# The table. Why each kernel exists and what it saves: docs/benchmarks.md.
-# No kernel has run on a GPU yet, so none runs on CUDA: there the model is
-# PyTorch's own ops (cuDNN's BatchNorm, nn.SyncBatchNorm under DDP). A
-# kernel gains 'cuda' in its row once a GPU run has checked its outputs,
-# gradients and running statistics against the plain ops and shown that it
-# pays there.
+# The table (what each saves: docs/benchmarks.md). None runs on CUDA until
+# a GPU run has checked it against the plain ops and shown that it pays.
 KERNELS: Dict[str, Rule] = {
     'bias_resize': Rule(CPU, 'any',
                         "each stage's position bias resized separably"),
@@ -77,13 +51,11 @@ KERNELS: Dict[str, Rule] = {
 
 _disabled: FrozenSet[str] = frozenset()
 _exporting = False
-# Device types every kernel may also run on, to be checked there against
-# PyTorch's ops (tools/analysis_tools/verify_cuda.py; its benchmark
-# subprocesses get it through this variable): not for use.
+# Device types every kernel may also run on, for verify_cuda.py's checks
+# only (its subprocesses get it through this variable).
 _verifying: FrozenSet[str] = frozenset(
     d for d in os.environ.get('TRANSXNET_MM_VERIFY_ON', '').split(',') if d)
-# explain's listener: told every decision (kernel, taken, why); and the
-# device type it asks the rules to assume (None: the tensor's own).
+# explain's listener and the device type it assumes (None: the tensor's).
 _listener: Optional[Callable[[str, bool, str], None]] = None
 _assumed_device: Optional[str] = None
 
@@ -106,16 +78,12 @@ def kernels_enabled(name: Optional[str] = None) -> bool:
 
 @contextmanager
 def use_kernels(enabled: bool, *names: str) -> Iterator[None]:
-    """Turn the kernels named (default: all) on or off inside the block; all
-    off, the model runs plain PyTorch ops only (same outputs to float32
-    rounding)::
+    """Turn the kernels named (default: all) on or off inside the block,
+    process-wide (not per thread)::
 
-        with transxnet_mm.ops.use_kernels(False):
-            outs = model(x)
         with transxnet_mm.ops.use_kernels(False, 'depthwise'):
-            ...  # the others stay as they were
-
-    The switch is process-wide (not per thread)."""
+            outs = model(x)
+    """
     global _disabled
     chosen = _names(names)
     previous = _disabled
@@ -128,9 +96,8 @@ def use_kernels(enabled: bool, *names: str) -> Iterator[None]:
 
 @contextmanager
 def verifying(device: str) -> Iterator[None]:
-    """Inside, every kernel may also run on ``device`` (a device type its
-    row lacks), to be checked there against PyTorch's ops before its row
-    gains it (tools/analysis_tools/verify_cuda.py)."""
+    """Inside, every kernel may also run on ``device``, to be checked there
+    (tools/analysis_tools/verify_cuda.py)."""
     global _verifying
     previous = _verifying
     _verifying = previous | {device}
@@ -142,9 +109,8 @@ def verifying(device: str) -> Iterator[None]:
 
 @contextmanager
 def exporting() -> Iterator[None]:
-    """Inside, the model is being exported: no kernel applies, and the ops
-    with an export form take it (:func:`export_form`). Process-wide, as
-    :func:`use_kernels`; nothing outside ``transxnet_mm.ops`` changes."""
+    """Inside, the model is being exported: no kernel applies, and ops take
+    their export form (:func:`export_form`). Process-wide."""
     global _exporting
     previous, _exporting = _exporting, True
     try:
@@ -159,9 +125,8 @@ def is_symbolic(*sizes) -> bool:
 
 
 def export_form(*sizes) -> bool:
-    """Whether an op takes its export form: inside :func:`exporting`, and
-    where ``sizes`` are given, only when one of them is symbolic (the plain
-    op exports as it is for fixed sizes)."""
+    """Whether ops take their export form: inside :func:`exporting`, and if
+    ``sizes`` are given, one is symbolic (fixed sizes export as they are)."""
     return _exporting and (not sizes or is_symbolic(*sizes))
 
 
@@ -171,8 +136,7 @@ def eager() -> bool:
 
 
 def hooked(module: nn.Module) -> bool:
-    """Whether a forward hook (global or the module's own) would see a call
-    of ``module``."""
+    """Whether a forward hook (global or its own) would see ``module``."""
     return bool(module._forward_hooks or module._forward_pre_hooks
                 or _module._global_forward_hooks
                 or _module._global_forward_pre_hooks)
@@ -204,10 +168,9 @@ def _decide(name: str, x: Tensor, grad_from: Sequence[Optional[Tensor]],
 
 def applies(name: str, x: Tensor, *grad_from: Optional[Tensor],
             bypassed: Sequence[nn.Module] = ()) -> bool:
-    """Whether kernel ``name`` replaces the plain computation on ``x`` (see
-    the module docstring). ``grad_from``: the tensors whose gradients a
-    training kernel computes (default ``x``); ``bypassed``: the modules it
-    would not call."""
+    """Whether kernel ``name`` replaces the plain computation on ``x``.
+    ``grad_from``: the tensors whose gradients a training kernel computes
+    (default ``x``); ``bypassed``: the modules it would not call."""
     taken, why = _decide(name, x, grad_from, bypassed)
     if _listener is not None:
         _listener(name, taken, why)
@@ -215,8 +178,8 @@ def applies(name: str, x: Tensor, *grad_from: Optional[Tensor],
 
 
 def refuse(name: str, why: str) -> bool:
-    """A kernel not taken for a reason of the op's own (its shapes or
-    module types): said to :func:`explain`'s listener; returns False."""
+    """Tells the listener a kernel is not taken for the op's own reason;
+    returns False."""
     if _listener is not None:
         _listener(name, False, why)
     return False
@@ -225,10 +188,9 @@ def refuse(name: str, why: str) -> bool:
 @contextmanager
 def listening(listener: Callable[[str, bool, str], None],
               device: Union[str, None] = None) -> Iterator[None]:
-    """Inside, every decision is told to ``listener`` (kernel, taken,
-    why); with ``device``, the rules decide as for tensors of that device
-    type (the ops still run where the tensors are): what
-    :func:`~.explain.explain` reports for a device this machine lacks."""
+    """Inside, every decision is told to ``listener`` (kernel, taken, why);
+    with ``device``, the rules decide as for that device type (the ops still
+    run where the tensors are)."""
     global _listener, _assumed_device
     previous = _listener, _assumed_device
     _listener, _assumed_device = listener, device
@@ -244,11 +206,9 @@ def plain_gelu(module: nn.Module) -> bool:
 
 
 # Norms whose forward is nn.BatchNorm2d's: BN, and SyncBN as MMEngine reverts
-# it in one process. A SyncBatchNorm (DDP) has BatchNorm2d's forward only in
-# eval mode; in training its statistics go through the process group.
+# it in one process (a SyncBatchNorm only in eval mode).
 _BATCH_NORMS = (nn.BatchNorm2d, _BatchNormXd)
-# nn.SyncBatchNorm, and MMEngine's subclass that a config's SyncBN builds
-# (only its input-dimension check differs).
+# nn.SyncBatchNorm, and MMEngine's subclass that a config's SyncBN builds.
 SYNC_BATCH_NORMS = (nn.SyncBatchNorm, _MMSyncBatchNorm)
 
 
@@ -266,8 +226,8 @@ def plain_batch_norm(module: nn.Module) -> bool:
 
 
 def _synchronised(module: nn.Module) -> bool:
-    """Whether a SyncBatchNorm in training takes its statistics over a
-    process group of more than one (as its own forward decides)."""
+    """Whether a SyncBatchNorm in training syncs over more than one
+    process (as its own forward decides)."""
     if not (dist.is_available() and dist.is_initialized()):
         return False
     group = module.process_group or dist.group.WORLD
@@ -275,18 +235,15 @@ def _synchronised(module: nn.Module) -> bool:
 
 
 def training_batch_norm(module: nn.Module) -> bool:
-    """A BatchNorm in training mode that normalises over the local batch,
-    which the training kernels compute: a plain one, SyncBN as MMEngine
-    reverts it in one process, or a SyncBatchNorm outside a process group
-    (under DDP, PyTorch's SyncBatchNorm computes it)."""
+    """A training BatchNorm that normalises over the local batch, as the
+    kernels compute it (under DDP, PyTorch's SyncBatchNorm runs)."""
     return module.training and _affine_tracked(module) and (
         type(module) in _BATCH_NORMS or (
             type(module) in SYNC_BATCH_NORMS and not _synchronised(module)))
 
 
 def plain_conv1x1(module: nn.Module) -> bool:
-    """An exact ``nn.Conv2d`` with a 1x1 kernel, stride 1, no padding, no
-    groups."""
+    """An exact ``nn.Conv2d``: 1x1, stride 1, no padding, no groups."""
     return (type(module) is nn.Conv2d and module.kernel_size == (1, 1)
             and module.groups == 1 and module.stride == (1, 1)
             and module.padding == (0, 0) and module.dilation == (1, 1)

@@ -1,13 +1,9 @@
 """TransXNet backbone (Lou et al., "TransXNet: Learning Both Global and Local
 Dynamics with a Dual Dynamic Token Mixer", IEEE TNNLS).
 
-An image flows stem -> stage 1..4 (each: downsample, blocks) -> output norms.
-Each block is DPE -> D-Mixer (IDConv | OSRA, then STE) -> MS-FFN, pre-norm with
-layer scale; the D-Mixer's and MS-FFN's parts are in :mod:`..layers`. Inside
-a block the submodules carry the authors' names, so their ImageNet
-checkpoints load by renaming the stage prefixes only
-(:mod:`..utils.ckpt_convert`) and give their outputs. The CPU kernels and
-inference shortcuts live in :mod:`transxnet_mm.ops`.
+stem -> stage 1..4 (downsample, blocks) -> output norms; a block is DPE ->
+D-Mixer (IDConv | OSRA, then STE) -> MS-FFN. Blocks keep the authors' names,
+so their checkpoints load by renaming stage prefixes only.
 """
 import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -24,24 +20,21 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...ops import (DWConv2d, LeanSequential, add_residual, gelu_bn_dwconvs,
                     gelu_bn_seq, resize_pos_bias, scaled_branch)
-from ..layers import (OSRA, STE, ConvBN, IDConv, LayerScale,
-                      MultiScaleDWConv)
+from ..layers import OSRA, STE, ConvBN, IDConv, LayerScale, MultiScaleDWConv
 from ..utils.ckpt_convert import load_pretrained
 from ..utils.compile import CompiledStages
 from ..utils.load_hook import backbone_load_hook
 from ..utils.validation import (check_compile_cfg, check_frozen_stages,
                                 check_input, parse_arch, parse_out_indices)
 
-# The relative position biases are stored for a 224x224 input (the ImageNet
-# resolution) and resized to the actual attention shape at run time.
+# Position biases are stored for a 224x224 input, resized at run time.
 BIAS_IMAGE_SIZE = 224
 STEM_STRIDE = 4
 
 
 class DMixer(nn.Module):
-    """Dual dynamic token mixer: first half of the channels through IDConv
-    (``local_unit``), second half through OSRA (``global_unit``), then the
-    STE (``proj``) with a residual."""
+    """Dual dynamic token mixer: channel halves through IDConv and OSRA,
+    then the STE (``proj``) with a residual."""
 
     def __init__(self, channels: int, kernel_size: int, num_groups: int,
                  num_heads: int, sr_ratio: int,
@@ -56,8 +49,8 @@ class DMixer(nn.Module):
 
     def forward(self, x: Tensor, pos_bias: Tensor,
                 layer_scale: Optional[nn.Module] = None) -> Tensor:
-        """The mixed map; with ``layer_scale`` (the block's), that scale of
-        it, folded into the STE's last BatchNorm in training."""
+        """The mixed map, scaled by ``layer_scale`` if given (folded into
+        the STE's last BatchNorm in training)."""
         x1, x2 = x.chunk(2, dim=1)
         x = torch.cat([self.local_unit(x1), self.global_unit(x2, pos_bias)],
                       dim=1)
@@ -86,8 +79,7 @@ class MSFFN(nn.Module):
 
     def forward(self, x: Tensor,
                 layer_scale: Optional[nn.Module] = None) -> Tensor:
-        """With ``layer_scale`` (the block's), that scale of the output,
-        folded into ``fc2``'s BatchNorm in training."""
+        """Scaled by ``layer_scale`` if given (folded in training)."""
         x = gelu_bn_dwconvs(self.fc1, self.dwconv, x)
         return gelu_bn_seq(self.act, self.norm, self.fc2, x, layer_scale)
 
@@ -129,14 +121,9 @@ class Block(nn.Module):
 
 
 class TransXNetStage(nn.Module):
-    """A stage's blocks and the one relative position bias they share.
-
-    The bias is stored for a 224x224 input, shape (1, heads, N, M), and is
-    resized (bicubic, as the authors do) to the actual attention shape once
-    per forward, not once per block. Nothing is kept between forwards: at
-    detection sizes the resized biases take hundreds of MiB, more than a
-    cache saves in time (docs/benchmarks.md).
-    """
+    """A stage's blocks and the position bias they share, resized once per
+    forward; not cached, as at detection sizes the resized biases take
+    hundreds of MiB (docs/benchmarks.md)."""
 
     def __init__(self, depth: int, channels: int, num_heads: int,
                  sr_ratio: int, bias_hw: int, dpr: Sequence[float],
@@ -172,11 +159,9 @@ class TransXNet(CompiledStages, BaseModule):
             dict with the keys of :attr:`arch_settings`.
         in_channels (int): Input image channels. Defaults to 3.
         out_indices (Sequence[int] | int): Stages to output (0-3, strides
-            4/8/16/32); each output passes its own GroupNorm(1).
-            Defaults to (0, 1, 2, 3).
+            4/8/16/32), each through a GroupNorm(1). Defaults to (0, 1, 2, 3).
         frozen_stages (int): -1 freezes nothing, 0 the stem, k > 0 the stem
-            and stages 1..k (with their downsampling layers and output norms);
-            frozen BatchNorms stay in eval mode. Defaults to -1.
+            and stages 1..k, kept in eval mode. Defaults to -1.
         norm_eval (bool): Keep every BatchNorm in eval mode while training.
             Defaults to False.
         drop_path_rate (float): Stochastic depth, growing linearly with the
@@ -185,45 +170,28 @@ class TransXNet(CompiledStages, BaseModule):
             costs time). Defaults to False.
         norm_cfg (dict): Config of the BatchNorms (e.g. ``dict(type='SyncBN')``);
             the block and output norms are GroupNorm(1) as in the paper.
-        compile_cfg (bool | dict, optional): Compile the stages with
-            ``torch.compile`` (these are its options, e.g. ``dynamic``;
-            True: its defaults), for training and inference alike. Compiled
-            on the first forward; weights and ``state_dict`` are unchanged.
-            Defaults to None (eager).
+        compile_cfg (bool | dict, optional): ``torch.compile`` options for
+            the stages (True: its defaults). Defaults to None (eager).
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH)``
-            with PATH an authors' ImageNet checkpoint or one of ours (see
-            :func:`transxnet_mm.models.utils.ckpt_convert.load_pretrained`); ``prefix``
-            picks a sub-module of a full-model checkpoint.
+            for the authors' checkpoint or ours; ``prefix`` picks a sub-module.
     """
 
     arch_settings: Dict[str, dict] = {
         **dict.fromkeys(['t', 'tiny'], dict(
-            depths=[3, 3, 9, 3],
-            channels=[48, 96, 224, 448],
-            kernel_sizes=[7, 7, 7, 7],
-            num_groups=[2, 2, 2, 2],
-            sr_ratios=[8, 4, 2, 1],
-            num_heads=[1, 2, 4, 8],
-            mlp_ratios=[4, 4, 4, 4],
-            layer_scale_init=1e-5)),
+            depths=[3, 3, 9, 3], channels=[48, 96, 224, 448],
+            kernel_sizes=[7, 7, 7, 7], num_groups=[2, 2, 2, 2],
+            sr_ratios=[8, 4, 2, 1], num_heads=[1, 2, 4, 8],
+            mlp_ratios=[4, 4, 4, 4], layer_scale_init=1e-5)),
         **dict.fromkeys(['s', 'small'], dict(
-            depths=[4, 4, 12, 4],
-            channels=[64, 128, 320, 512],
-            kernel_sizes=[7, 7, 7, 7],
-            num_groups=[2, 2, 3, 4],
-            sr_ratios=[8, 4, 2, 1],
-            num_heads=[1, 2, 5, 8],
-            mlp_ratios=[6, 6, 4, 4],
-            layer_scale_init=1e-5)),
+            depths=[4, 4, 12, 4], channels=[64, 128, 320, 512],
+            kernel_sizes=[7, 7, 7, 7], num_groups=[2, 2, 3, 4],
+            sr_ratios=[8, 4, 2, 1], num_heads=[1, 2, 5, 8],
+            mlp_ratios=[6, 6, 4, 4], layer_scale_init=1e-5)),
         **dict.fromkeys(['b', 'base'], dict(
-            depths=[4, 4, 21, 4],
-            channels=[76, 152, 336, 672],
-            kernel_sizes=[7, 7, 7, 7],
-            num_groups=[2, 2, 4, 4],
-            sr_ratios=[8, 4, 2, 1],
-            num_heads=[2, 4, 8, 16],
-            mlp_ratios=[8, 8, 4, 4],
-            layer_scale_init=1e-5)),
+            depths=[4, 4, 21, 4], channels=[76, 152, 336, 672],
+            kernel_sizes=[7, 7, 7, 7], num_groups=[2, 2, 4, 4],
+            sr_ratios=[8, 4, 2, 1], num_heads=[2, 4, 8, 16],
+            mlp_ratios=[8, 8, 4, 4], layer_scale_init=1e-5)),
     }
 
     def __init__(self,
@@ -249,10 +217,8 @@ class TransXNet(CompiledStages, BaseModule):
         self.channels = list(self.arch['channels'])
 
         depths = self.arch['depths']
-        dpr = [
-            drop_path_rate * i / max(sum(depths) - 1, 1)
-            for i in range(sum(depths))
-        ]
+        dpr = [drop_path_rate * i / max(sum(depths) - 1, 1)
+               for i in range(sum(depths))]
         self.downsample_layers = nn.ModuleList()
         self.stages = nn.ModuleList()
         bias_hw = math.ceil(BIAS_IMAGE_SIZE / STEM_STRIDE)
@@ -330,15 +296,9 @@ class TransXNet(CompiledStages, BaseModule):
 
     def get_layer_depth(self, param_name: str,
                         prefix: str = '') -> Tuple[int, int]:
-        """Layer depth of a parameter for layer-wise learning-rate decay
-        (mmpretrain's ``LearningRateDecayOptimWrapperConstructor``).
-
-        The stem is depth 0 and the i-th block (counted over all stages)
-        depth i + 1; a downsampling layer and a stage's position bias take
-        the depth of the stage's first block; the output norms and anything
-        outside the backbone (not starting with ``prefix``) the last depth,
-        like the head. Returns (depth, number of depths).
-        """
+        """(depth, number of depths) of a parameter for layer-wise
+        learning-rate decay: the stem 0, the i-th block i + 1 (a stage's
+        downsampling and bias as its first block), the rest the last."""
         depths = self.arch['depths']
         num_layers = sum(depths) + 2
         if not param_name.startswith(prefix):
@@ -355,8 +315,7 @@ class TransXNet(CompiledStages, BaseModule):
         return num_layers - 1, num_layers
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
-        check_input(x, self.in_channels,
-                    self.downsample_layers[0].conv.weight)
+        check_input(x, self.in_channels, self.downsample_layers[0].conv.weight)
         return self.run_stages(x)
 
     def forward_stages(self, x: Tensor) -> Tuple[Tensor, ...]:
