@@ -20,6 +20,8 @@ from mmengine.analysis.jit_handles import get_shape
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from transxnet_mm.ops.explain import following
+
 DEFAULT_SHAPES = {'mmdet': (800, 1280), 'mmseg': (512, 512),
                   'mmpretrain': (224, 224)}
 # Ops that compute OSRA's attention products (q @ k^T and attn @ v).
@@ -188,38 +190,18 @@ def saved_activations(model: torch.nn.Module,
     left out. Modules are followed by wrapping their ``forward`` for the
     call, not with hooks, which would make the kernels step aside."""
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    stack: List[str] = ['']
     seen: Dict[int, Tuple[int, str]] = {}
+    with following(model) as stack:
 
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        ptr = storage.data_ptr()
-        if ptr not in params and ptr not in seen:
-            seen[ptr] = (storage.nbytes(), stack[-1])
-        return t
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            storage = t.untyped_storage()
+            ptr = storage.data_ptr()
+            if ptr not in params and ptr not in seen:
+                seen[ptr] = (storage.nbytes(), stack[-1])
+            return t
 
-    def tracked(name: str, forward: Callable) -> Callable:
-        key = '.'.join(p for p in name.split('.') if not p.isdigit())
-
-        def call(*args, **kwargs):
-            stack.append(key)
-            try:
-                return forward(*args, **kwargs)
-            finally:
-                stack.pop()
-        return call
-
-    wrapped = []
-    for name, m in model.named_modules():
-        if 'forward' not in vars(m):  # not wrapped already
-            m.forward = tracked(name, m.forward)
-            wrapped.append(m)
-    try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             out = model(x)
-    finally:
-        for m in wrapped:
-            del m.forward
     del out
     by_module: Dict[str, int] = {}
     for nbytes, key in seen.values():

@@ -4,7 +4,8 @@
     >>> print(transxnet_mm.ops.explain(model, x))
 """
 from collections import Counter
-from typing import Callable, Dict, List, NamedTuple, Optional
+from contextlib import contextmanager
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
@@ -19,43 +20,50 @@ class Decision(NamedTuple):
     why: str
 
 
-def _tracked(name: str, forward: Callable, stack: List[str]) -> Callable:
+@contextmanager
+def following(model: nn.Module) -> Iterator[List[str]]:
+    """Inside, the yielded stack's last entry is the module whose forward
+    runs (its path, stage and block indices dropped; '' outside any).
+    Modules are followed by wrapping their ``forward``, not with hooks,
+    which would make the kernels step aside."""
+    stack: List[str] = ['']
 
-    def call(*args, **kwargs):
-        stack.append(name)
-        try:
-            return forward(*args, **kwargs)
-        finally:
-            stack.pop()
+    def tracked(name: str, forward: Callable) -> Callable:
+        def call(*args, **kwargs):
+            stack.append(name)
+            try:
+                return forward(*args, **kwargs)
+            finally:
+                stack.pop()
+        return call
 
-    return call
+    wrapped = []
+    for name, m in model.named_modules():
+        if 'forward' not in vars(m):  # not wrapped already
+            m.forward = tracked('.'.join(
+                p for p in name.split('.') if not p.isdigit()), m.forward)
+            wrapped.append(m)
+    try:
+        yield stack
+    finally:
+        for m in wrapped:
+            del m.forward
 
 
 def decisions(model: nn.Module, x: Tensor,
               device: Optional[str] = None) -> List[Decision]:
     """The decisions of one ``model(x)`` as it stands (its mode, the grad
-    mode, autocast), in call order. Modules are followed by wrapping their
-    ``forward`` for the call, not with hooks, which would make the kernels
-    step aside. ``device``: decide as for that device type (e.g. 'cuda' on
-    a machine without one); the ops still run on ``x``'s device."""
-    stack: List[str] = ['']
+    mode, autocast), in call order. ``device``: decide as for that device
+    type (e.g. 'cuda' on a machine without one); the ops still run on
+    ``x``'s device."""
     found: List[Decision] = []
+    with following(model) as stack:
 
-    def listener(kernel: str, taken: bool, why: str) -> None:
-        found.append(Decision(stack[-1], kernel, taken, why))
+        def listener(kernel: str, taken: bool, why: str) -> None:
+            found.append(Decision(stack[-1], kernel, taken, why))
 
-    wrapped = []
-    for name, m in model.named_modules():
-        if 'forward' not in vars(m):
-            key = '.'.join(p for p in name.split('.') if not p.isdigit())
-            m.forward = _tracked(key, m.forward, stack)
-            wrapped.append(m)
-    try:
         with listening(listener, device):
             model(x)
-    finally:
-        for m in wrapped:
-            del m.forward
     return found
 
 
