@@ -9,6 +9,8 @@ from typing import (Callable, Dict, Iterator, List, NamedTuple, Optional,
 
 from torch import Tensor, nn
 
+from ..models.utils.ckpt_convert import arch_name
+
 # The paper's names -> module paths in the backbone; {last} and {block} are
 # the last stage and its last block, read from the built model.
 SHORT_NAMES: Dict[str, Tuple[str, str]] = {
@@ -36,11 +38,8 @@ def describe_model(model: nn.Module) -> str:
     """'TransXNet-T' (or the backbone's class name) for figure titles."""
     backbone, _ = find_backbone(model)
     name = type(backbone).__name__
-    arch = getattr(backbone, 'arch', None)
-    for key, setting in getattr(backbone, 'arch_settings', {}).items():
-        if len(key) == 1 and setting == arch:
-            return f'{name}-{key.upper()}'
-    return name
+    arch = arch_name(backbone) if hasattr(backbone, 'arch') else 'custom'
+    return name if arch == 'custom' else f'{name}-{arch}'
 
 
 def find_backbone(model: nn.Module) -> Tuple[nn.Module, str]:
