@@ -8,6 +8,8 @@ import torch
 from helpers import ROOT, fixed_batch_losses, run_tool
 from mmengine.config import Config
 
+from transxnet_mm.apis import build_model
+
 DEMO = osp.join(ROOT, 'configs/demo/retinanet_transxnet_t_coco_sample.py')
 MASK_DEMO = osp.join(ROOT, 'configs/demo/mask_rcnn_transxnet_t_coco_sample.py')
 
@@ -53,7 +55,6 @@ def test_fit_check_loss_falls_on_real_images(coco_sample):
     """The demo's model and lr on one batch of 2 real training images at a
     small scale: within 10 steps the loss falls below 0.6 of its start
     (measured: 2.34 -> 1.07; at lr 0 it stays at 2.34)."""
-    from mmdet.registry import MODELS
     from mmengine.runner import Runner
     cfg = Config.fromfile(DEMO)
     torch.manual_seed(0)
@@ -63,7 +64,7 @@ def test_fit_check_loss_falls_on_real_images(coco_sample):
     resize.scale = (128, 128)  # smaller than the demo: a test, not a run
     build_dataset(cfg, 'train_dataloader')  # sets the default scope
     batch = next(iter(Runner.build_dataloader(cfg.train_dataloader, seed=0)))
-    model = MODELS.build(cfg.model)
+    model = build_model(cfg, inference=False)
     model.init_weights()  # as the runner does: the focal loss's prior bias
     losses = fixed_batch_losses(
         model, batch, lr=cfg.optim_wrapper.optimizer.lr,
@@ -79,11 +80,11 @@ def test_image_demo_draws_ground_truth_beside_detections(coco_sample,
     (twice the image's width); an image outside the config's datasets is
     refused with the fix."""
     import mmcv
-    from mmdet.registry import MODELS
     cfg = Config.fromfile(DEMO)
     build_dataset(cfg, 'val_dataloader')  # sets the default scope
     ckpt = str(tmp_path / 'random.pth')
-    torch.save({'state_dict': MODELS.build(cfg.model).state_dict()}, ckpt)
+    model = build_model(cfg, inference=False)
+    torch.save({'state_dict': model.state_dict()}, ckpt)
     image = osp.join(coco_sample, 'val2017', '000000424349.jpg')
     run_tool(['tools/image_demo.py', image, DEMO, ckpt, '--out-dir',
               str(tmp_path / 'vis'), '--draw-gt'])

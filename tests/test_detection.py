@@ -201,7 +201,6 @@ def test_flops_match_paper_at_800x1280():
 def test_mask_rcnn_loss_falls_on_a_fixed_batch(coco_sample):
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
-    from mmdet.registry import MODELS
     cfg = Config.fromfile(DEMO)
     init_default_scope('mmdet')
     torch.manual_seed(0)
@@ -210,8 +209,8 @@ def test_mask_rcnn_loss_falls_on_a_fixed_batch(coco_sample):
                if t.type == 'Resize']
     resize.scale = (320, 224)  # smaller than the demo: a test, not a run
     batch = next(iter(Runner.build_dataloader(cfg.train_dataloader, seed=0)))
-    losses = fixed_batch_losses(MODELS.build(cfg.model), batch, lr=1e-4,
-                                weight_decay=0.05)
+    losses = fixed_batch_losses(build_model(cfg, inference=False), batch,
+                                lr=1e-4, weight_decay=0.05)
     assert all(torch.isfinite(torch.tensor(losses)))
     assert min(losses[-2:]) < losses[0] * 0.9, losses
 

@@ -300,7 +300,6 @@ def test_converter_writes_ade_layout_with_mapped_labels(ade_sample):
 def test_loss_falls_on_a_fixed_batch(ade_sample):
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
-    from mmseg.registry import MODELS
     cfg = Config.fromfile(DEMO)
     init_default_scope('mmseg')
     torch.manual_seed(0)
@@ -311,8 +310,8 @@ def test_loss_falls_on_a_fixed_batch(ade_sample):
     resize.scale, crop.crop_size = (512, 128), (128, 128)  # a test, not a run
     cfg.model.data_preprocessor.size = (128, 128)
     batch = next(iter(Runner.build_dataloader(cfg.train_dataloader, seed=0)))
-    losses = fixed_batch_losses(MODELS.build(cfg.model), batch, lr=2e-4,
-                                weight_decay=1e-4)
+    losses = fixed_batch_losses(build_model(cfg, inference=False), batch,
+                                lr=2e-4, weight_decay=1e-4)
     assert all(math.isfinite(x) for x in losses)
     assert min(losses[-2:]) < losses[0] * 0.9, losses
 

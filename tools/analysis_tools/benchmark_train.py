@@ -54,11 +54,11 @@ import torch
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.optim import build_optim_wrapper
-from mmengine.registry import init_default_scope
 
 from benchmark_utils import (DEFAULT_SHAPES, authors_model, machine,
                              matmul_contender, measure_step, median_time)
 
+from transxnet_mm.apis import build_model
 from transxnet_mm.ops import KERNELS, use_kernels
 
 DEFAULT_BATCH = 2  # the paper's images per GPU for detection
@@ -116,13 +116,10 @@ def build_for_training(cfg: Config, device: str, authors: str = None):
     ours when ``authors`` names their file. Returns (model, wrapper, scope).
     """
     scope = cfg.get('default_scope', 'mmdet')
-    init_default_scope(scope)
-    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
-    model_cfg = copy.deepcopy(cfg.model)
-    model_cfg.backbone.pop('init_cfg', None)
-    if scope == 'mmpretrain':
-        model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
-    model = registry.build(model_cfg)
+    cfg = copy.deepcopy(cfg)
+    cfg.model.backbone.pop('init_cfg', None)  # random weights time the same
+    model_cfg = cfg.model
+    model = build_model(cfg, inference=False)
     model.init_weights()
     if authors:
         arch = model_cfg.backbone.get('arch', 't')
