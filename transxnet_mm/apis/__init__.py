@@ -1,6 +1,5 @@
-"""The one model builder (``builder.py``) and the one checkpoint loader
-(``checkpoint.py``) of our tools and tests, and our models by name in
-mmpretrain's APIs (``hub.py``)."""
+"""The one model builder and checkpoint loader, and our models in mmpretrain's
+APIs."""
 from .builder import build_model
 from .checkpoint import AUTHORS_RELEASE, load_model_checkpoint
 from .hub import register_model_index

@@ -14,8 +14,8 @@ from .checkpoint import load_model_checkpoint
 
 
 def test_dataset_meta(cfg: Config) -> dict:
-    """The class names (and palette) of the config's test dataset class:
-    what the toolboxes' visualisers draw with when a checkpoint has none."""
+    """The config's test dataset classes (and palette), for checkpoints
+    without any."""
     scope = cfg.get('default_scope', 'mmdet')
     datasets = importlib.import_module(f'{scope}.registry').DATASETS
     dataset = cfg.get('test_dataloader', {}).get('dataset', {}).get('type')
@@ -28,24 +28,18 @@ def build_model(cfg: Config,
                 device: str = 'cpu',
                 inference: bool = True,
                 logger=None) -> nn.Module:
-    """The config's model, built with the registry of its toolbox (its
-    ``default_scope``); ``model.cfg`` is the config.
+    """The config's model, built with its ``default_scope``'s registry.
 
-    For inference (the default): in eval mode with plain BatchNorm, without
-    the backbone's ``init_cfg``; the weights are ``checkpoint``'s, loaded
-    completely or not at all (:func:`.load_model_checkpoint`), or the
-    random initialisation; ``dataset_meta`` is the checkpoint's, else the
-    test dataset's. With ``inference=False``, the model as the toolbox's
-    runner builds it (SyncBN and ``init_cfg`` kept, ``init_weights`` not
-    called), on ``device`` ('meta': structure only, nothing allocated).
+    For inference: eval mode, plain BatchNorm, no backbone ``init_cfg``,
+    ``checkpoint``'s weights if given. With ``inference=False``: as the
+    runner builds it, on ``device`` ('meta': structure only).
     """
     scope = cfg.get('default_scope', 'mmdet')
     init_default_scope(scope)
     registry = importlib.import_module(f'{scope}.registry').MODELS
     model_cfg = copy.deepcopy(cfg.model)
     if scope == 'mmpretrain':
-        # mmpretrain keeps the preprocessor at the top level of its configs;
-        # its runner and get_model move it into the model the same way
+        # mmpretrain's runner moves the top-level preprocessor in the same way
         model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     if not inference:
         with torch.device(device):

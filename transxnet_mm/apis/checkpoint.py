@@ -1,13 +1,5 @@
-"""The one checkpoint loader of our tools: a whole model for testing or
-inference, loaded completely or not at all.
-
-It takes our MMEngine checkpoints and the authors' files as released: their
-ImageNet classifiers (``transx-t.pth.tar``, into an mmpretrain classifier)
-and their mmdet 2.28 / mmseg 0.30 detectors and segmentors
-(``retinanet_tiny.pth``, ``maskrcnn_small.pth``, ``sfpn_transxnet_base.pth``,
-...), whose backbone keys the backbone's own load hook renames
-(:func:`transxnet_mm.models.utils.load_hook.backbone_load_hook`).
-"""
+"""The one checkpoint loader of our tools: a whole model, loaded completely
+or not at all, from our checkpoints or the authors' released files."""
 import argparse
 import logging
 import os.path as osp
@@ -26,23 +18,18 @@ from ..utils.compat import safe_globals
 
 __all__ = ['load_model_checkpoint', 'AUTHORS_RELEASE']
 
-# Where the authors' files are released (their README, tag v1.0).
+# The authors' release downloads.
 AUTHORS_RELEASE = 'https://github.com/LMMMEng/TransXNet/releases/download/'
 
 
 @CheckpointLoader.register_scheme(prefixes=AUTHORS_RELEASE)
 def load_authors_release(filename: str, map_location=None) -> dict:
-    """MMEngine's loader for the authors' release URLs, so that loaders we
-    do not call ourselves take their files by URL, e.g.
-    ``mmpretrain.get_model('transxnet-t_in1k', pretrained=True)``.
+    """MMEngine's loader for the authors' release URLs (e.g. for mmpretrain's
+    ``get_model``), allowing timm's ``argparse.Namespace``.
 
-    Downloaded and cached as MMEngine's ``http`` loader does; timm's
-    ``argparse.Namespace`` of training arguments is allowed for this load.
-    An ImageNet classifier comes back as an mmpretrain ImageClassifier's
-    state dict (``backbone.*``, ``head.fc.*``): a model's load hooks see
-    only their own part of a state dict, so the backbone's hook cannot
-    move the authors' top-level classifier keys. Their COCO / ADE20K
-    models come back as released (the backbone's hook renames them).
+    An ImageNet classifier is converted here: a model's load hooks see only
+    their own part of a state dict, so the backbone's hook cannot move the
+    top-level classifier keys. Other files come back as released.
     """
     with safe_globals([argparse.Namespace]):
         ckpt = load_from_http(filename, map_location=map_location)
@@ -56,12 +43,9 @@ def load_authors_release(filename: str, map_location=None) -> dict:
 def load_model_checkpoint(model: nn.Module, filename: str,
                           logger=None) -> dict:
     """Load every weight of ``model`` from ``filename``, or raise
-    :class:`CheckpointMismatch` naming the file, what it holds and what is
-    missing. Keys the model lacks are left out, with a warning. What was
-    loaded is logged (to ``logger``, else printed). Returns the
-    checkpoint's meta (empty if none), with ``dataset_meta`` set from
-    mmdet 2 / mmseg 0.x ``CLASSES`` / ``PALETTE`` when present, and sets
-    the model's ``dataset_meta`` from it."""
+    :class:`CheckpointMismatch`; extra keys are left out with a warning.
+    Returns the checkpoint's meta, whose ``dataset_meta`` also goes to the
+    model."""
     if is_model_wrapper(model):
         model = model.module
     ckpt = read_checkpoint(filename)
@@ -70,7 +54,6 @@ def load_model_checkpoint(model: nn.Module, filename: str,
     meta = dict(ckpt.get('meta') or {})
     theirs = None
     if is_authors_classifier(state_dict) and hasattr(model, 'head'):
-        # the authors' ImageNet classifier into an mmpretrain classifier
         state_dict = convert_official(state_dict, with_head=True)[0]
         theirs = 'converted to our names (their ImageNet classifier)'
     elif is_official({k.partition('.')[2]: v for k, v in state_dict.items()

@@ -1,5 +1,4 @@
-"""Which path each module of a model takes, and why: the decisions of
-:mod:`.rules` during one forward, by module.
+"""Which path each module of a model takes, and why, during one forward.
 
     >>> print(transxnet_mm.ops.explain(model, x))
 """
@@ -22,10 +21,9 @@ class Decision(NamedTuple):
 
 @contextmanager
 def following(model: nn.Module) -> Iterator[List[str]]:
-    """Inside, the yielded stack's last entry is the module whose forward
-    runs (its path, stage and block indices dropped; '' outside any).
-    Modules are followed by wrapping their ``forward``, not with hooks,
-    which would make the kernels step aside."""
+    """Yield a stack whose last entry is the running module's path ('' if none).
+
+    ``forward`` is wrapped because hooks would make the kernels step aside."""
     stack: List[str] = ['']
 
     def tracked(name: str, forward: Callable) -> Callable:
@@ -52,10 +50,8 @@ def following(model: nn.Module) -> Iterator[List[str]]:
 
 def decisions(model: nn.Module, x: Tensor,
               device: Optional[str] = None) -> List[Decision]:
-    """The decisions of one ``model(x)`` as it stands (its mode, the grad
-    mode, autocast), in call order. ``device``: decide as for that device
-    type (e.g. 'cuda' on a machine without one); the ops still run on
-    ``x``'s device."""
+    """The decisions of one ``model(x)``, in call order. ``device``: decide
+    as for that device type; the ops still run on ``x``'s device."""
     found: List[Decision] = []
     with following(model) as stack:
 
@@ -69,8 +65,7 @@ def decisions(model: nn.Module, x: Tensor,
 
 def explain(model: nn.Module, x: Tensor, device: Optional[str] = None,
             title: str = '') -> str:
-    """A table of :func:`decisions`: per module and kernel, how many calls
-    took the kernel or the plain op, and why."""
+    """A table of :func:`decisions` per module and kernel: calls, path, why."""
     counts: Dict[Decision, int] = Counter(decisions(model, x, device))
     mode = 'training' if model.training and torch.is_grad_enabled() else \
         'inference'

@@ -1,11 +1,7 @@
 """The authors' TransXNet checkpoint keys -> ours, and checked loading.
 
-Inside a block our modules carry the authors' names, so only the prefixes
-differ: the authors keep stages and downsamplers in one ``network`` list
-(positions 0, 2, 4, 6 are stages; 1, 3, 5 downsamplers) and the relative
-position biases in a top-level list; ours has ``downsample_layers``,
-``stages.i.blocks`` and ``stages.i.relative_pos_bias``. ``PREFIXES`` is the
-one table of that mapping, used both ways.
+Only prefixes differ: the authors' ``network`` list holds stages (even
+positions) and downsamplers (odd). ``PREFIXES`` maps them, both ways.
 """
 import argparse
 import os
@@ -23,8 +19,7 @@ from torch import Tensor, nn
 
 from ...utils.compat import safe_globals
 
-# (authors' key pattern, ours, index map authors -> ours, its inverse):
-# {i} is the authors' list position, {j} ours.
+# (authors' pattern, ours, index authors -> ours, inverse); {i} theirs, {j} ours
 PREFIXES: List[Tuple[str, str, Callable[[int], int], Callable[[int], int]]] = [
     ('patch_embed.proj.', 'downsample_layers.0.', None, None),
     ('network.{i}.proj.', 'downsample_layers.{j}.', lambda i: (i + 1) // 2,
@@ -34,8 +29,7 @@ PREFIXES: List[Tuple[str, str, Callable[[int], int], Callable[[int], int]]] = [
     ('network.{i}.', 'stages.{j}.blocks.', lambda i: i // 2,
      lambda j: 2 * j),
 ]
-# The authors' ImageNet classifier: GroupNorm(1) -> avg pool -> 1x1 conv.
-# It maps onto our last output norm and an mmpretrain LinearClsHead.
+# The authors' classifier (GroupNorm, pool, 1x1 conv) -> our norm3 + LinearClsHead
 HEAD_KEYS: List[Tuple[str, str]] = [
     ('classifier.0.', 'backbone.norm3.'),
     ('classifier.2.', 'head.fc.'),
@@ -58,7 +52,6 @@ def _rename(key: str, inverse: bool = False) -> Optional[str]:
         if index is None:
             return dst + m[1]
         n = int(m[1])
-        # downsamplers sit at odd, stages at even positions of ``network``
         if not inverse and src.startswith('network.') and \
                 (n % 2 == 1) != src.endswith('proj.'):
             continue
@@ -88,8 +81,7 @@ class CheckpointMismatch(ValueError):
 
 
 def _authors_dense_norm(key: str) -> Optional[str]:
-    """The authors' dense models name the output norms by their stage's
-    position in ``network`` (``norm0/2/4/6``); ours by stage (``norm0..3``)."""
+    """The authors' dense ``norm0/2/4/6`` (``network`` positions) -> ``norm0..3``."""
     m = re.fullmatch(r'norm(\d+)\.(.*)', key, re.S)
     if m and int(m[1]) % 2 == 0:
         return f'norm{int(m[1]) // 2}.{m[2]}'
@@ -98,10 +90,8 @@ def _authors_dense_norm(key: str) -> Optional[str]:
 
 def rename_authors_keys(state_dict: Dict[str, Tensor],
                         prefix: str = '') -> int:
-    """Rename, in place, the authors' backbone keys under ``prefix`` (their
-    ImageNet files, or ``backbone.*`` of their mmdet 2 / mmseg 0.x models)
-    to ours; keys in our names are left as they are. Returns how many were
-    renamed."""
+    """Rename, in place, the authors' backbone keys under ``prefix`` to ours;
+    returns how many were renamed."""
     keys = [k for k in state_dict if k.startswith(prefix)]
     if not is_official({k[len(prefix):]: None for k in keys}):
         return 0
@@ -117,9 +107,8 @@ def rename_authors_keys(state_dict: Dict[str, Tensor],
 
 def check_variant(model: nn.Module, local: Dict[str, Tensor],
                   source: str = 'The checkpoint', prefix: str = '') -> None:
-    """Raise :class:`CheckpointMismatch` when the backbone weights ``local``
-    (our names) are another variant's than ``model``'s, or another
-    backbone's: the variant they hold (from their shapes) and the fix."""
+    """Raise :class:`CheckpointMismatch`, naming the fix, when ``local``
+    (our names) holds another variant or backbone than ``model``."""
     own = model.state_dict()
     ours = 'TransXNet-' + arch_name(model)
     guess, desc = describe_arch(local)
@@ -139,12 +128,10 @@ def check_variant(model: nn.Module, local: Dict[str, Tensor],
 def convert_official(
         state_dict: Dict[str, Tensor],
         with_head: bool = False) -> Tuple['OrderedDict[str, Tensor]', List[str]]:
-    """Rename an authors' state dict to ours.
+    """Rename an authors' state dict to ours; returns it and the keys left out.
 
-    Returns the converted dict and the authors' keys left out. With
-    ``with_head`` the result is an mmpretrain ImageClassifier state dict
-    (``backbone.*`` and ``head.fc.*``); otherwise backbone keys only, and the
-    classifier is left out as the authors' detection and segmentation code does.
+    With ``with_head``: an mmpretrain ImageClassifier's (``backbone.*``,
+    ``head.fc.*``); otherwise backbone keys only.
     """
     out: 'OrderedDict[str, Tensor]' = OrderedDict()
     left_out = []
@@ -158,7 +145,7 @@ def convert_official(
         if new is None:
             left_out.append(key)
         else:
-            # the authors' classifier is a 1x1 conv, mmpretrain's a Linear
+            # 1x1 conv -> Linear
             out[new] = value.flatten(1) if new == 'head.fc.weight' else value
     return out, left_out
 
@@ -166,9 +153,8 @@ def convert_official(
 def to_official(
     state_dict: Dict[str, Tensor]
 ) -> Tuple['OrderedDict[str, Tensor]', 'OrderedDict[str, Tensor]']:
-    """Our backbone state dict in the authors' names (the inverse of
-    :func:`convert_official`, from the same table), and the output norms
-    (``norm{i}.*``), which the authors' ImageNet model does not have."""
+    """Our backbone state dict in the authors' names, and the output norms
+    apart (the authors' ImageNet model has none)."""
     out: 'OrderedDict[str, Tensor]' = OrderedDict()
     norms: 'OrderedDict[str, Tensor]' = OrderedDict()
     for key, value in state_dict.items():
@@ -183,8 +169,8 @@ def to_official(
 
 
 def describe_arch(state_dict: Dict[str, Tensor]) -> Tuple[Optional[str], str]:
-    """Guess the variant of an (our-named) backbone state dict: the
-    ``arch_settings`` name or None, and a short description."""
+    """The ``arch_settings`` name (or None) of an our-named backbone state
+    dict, and a short description."""
     channels, depths = [], []
     for i in range(4):
         w = state_dict.get(f'downsample_layers.{i}.conv.weight')
@@ -205,10 +191,8 @@ def describe_arch(state_dict: Dict[str, Tensor]) -> Tuple[Optional[str], str]:
 def read_checkpoint(path: str) -> dict:
     """Load a checkpoint file with torch's safe ``weights_only`` loading.
 
-    timm-trained checkpoints (the authors') also hold an ``argparse.Namespace``
-    of training arguments; it is allowed for this one load only (numpy
-    scalars, in their mmseg 0.30 files, always are:
-    :func:`transxnet_mm.utils.compat.allow_numpy_scalars`).
+    The authors' timm-trained files hold an ``argparse.Namespace`` of training
+    arguments, allowed for this load only.
     """
     if '://' not in path and not osp.isfile(path):
         raise FileNotFoundError(
@@ -238,9 +222,8 @@ def extract_state_dict(ckpt: dict) -> Dict[str, Tensor]:
 
 
 def dataset_meta_of(meta: dict) -> Optional[dict]:
-    """The class names (and palette) a checkpoint's meta carries, in
-    MMEngine's ``dataset_meta`` form: ours keep ``dataset_meta``, mmdet 2 /
-    mmseg 0.x keep ``CLASSES`` (and ``PALETTE``)."""
+    """A checkpoint meta's classes (and palette) as MMEngine's ``dataset_meta``
+    (mmdet 2 / mmseg 0.x keep ``CLASSES``, ``PALETTE``)."""
     if meta.get('dataset_meta'):
         return dict(meta['dataset_meta'])
     if meta.get('CLASSES') is None:
@@ -254,18 +237,11 @@ def dataset_meta_of(meta: dict) -> Optional[dict]:
 def official_to_mm_checkpoint(src: str,
                               dst: str,
                               with_head: bool = True) -> Optional[str]:
-    """Write the authors' checkpoint ``src`` in our key names to ``dst``:
-    an ImageNet classifier (``transx-t.pth.tar``) or a whole detector or
-    segmentor of theirs (mmdet 2.28 / mmseg 0.30), whose class names
-    (``CLASSES``, ``PALETTE``) become MMEngine's ``meta['dataset_meta']``.
+    """Write the authors' checkpoint ``src`` (ImageNet classifier, or mmdet
+    2.28 / mmseg 0.30 model) in our key names to ``dst``.
 
-    Behind ``tools/model_converters/transxnet_to_mm.py`` (loading needs no
-    conversion: :func:`.load_hook.backbone_load_hook`). For a classifier
-    ``dst`` gets ``state_dict`` with an mmpretrain ImageClassifier's
-    ``backbone.*`` and ``head.fc.*`` (backbone only without ``with_head``)
-    and ``meta`` (source file name, arch). Returns a one-line summary for the log, or None, writing
-    nothing, when ``src`` does not hold the authors' keys (ours, or an
-    MMEngine training checkpoint, which torch's safe loading rejects).
+    Returns a one-line summary, or None, writing nothing, when ``src`` does
+    not hold the authors' keys.
     """
     try:
         ckpt = read_checkpoint(src)
@@ -273,7 +249,7 @@ def official_to_mm_checkpoint(src: str,
         return None
     state_dict = extract_state_dict(ckpt)
     renamed = rename_authors_keys(state_dict, 'backbone.')
-    if renamed:  # their mmdet 2 / mmseg 0.x detector or segmentor
+    if renamed:  # their mmdet 2 / mmseg 0.x model
         meta = ckpt.get('meta') or {}
         made = {k: v for k, v in meta.items() if k.endswith('_version')}
         os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
@@ -315,11 +291,9 @@ def load_pretrained(model: nn.Module,
                     logger=None) -> None:
     """Load every backbone weight of ``model`` from ``path``, or fail clearly.
 
-    ``path`` may hold the authors' keys (under 'state_dict', 'model' or bare)
-    or ours (as written by ``tools/model_converters/transxnet_to_mm.py``,
-    with a 'backbone.' prefix or without; ``prefix`` selects a sub-module of a
-    full-model checkpoint). Output norms absent from the file are new and
-    initialised to weight 1, bias 0, as in the authors' dense models.
+    ``path`` holds the authors' keys or ours; ``prefix`` selects a sub-module
+    of a full-model checkpoint. Output norms absent from the file start at
+    weight 1, bias 0, as in the authors' dense models.
     """
     is_out_norm = re.compile(r'norm\d+\.').match
     state_dict = extract_state_dict(read_checkpoint(path))
@@ -340,9 +314,8 @@ def load_pretrained(model: nn.Module,
                                  f'prefix {prefix!r}.')
             left_out = [k for k in state_dict if not k.startswith(prefix)]
             if any(k.startswith('head.') for k in left_out):
-                # an ImageNet classifier: its last norm is the classifier's
-                # (before the pool), which the authors' dense models do not
-                # take either (their output norms start fresh)
+                # a classifier's last norm precedes its pool; the authors'
+                # dense models start their output norms fresh too
                 left_out += [prefix + k for k in sub if is_out_norm(k)]
                 sub = {k: v for k, v in sub.items() if not is_out_norm(k)}
             state_dict = sub
@@ -387,6 +360,6 @@ def arch_name(model: nn.Module) -> str:
 
 
 def _arch_settings() -> Dict[str, dict]:
-    """The backbone's ``arch_settings``, looked up in the registry (the model
-    imports this module, so importing it here would be a circle)."""
+    """The backbone's ``arch_settings``, from the registry (importing the model
+    would be circular)."""
     return MODELS.get('TransXNet').arch_settings

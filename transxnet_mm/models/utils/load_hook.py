@@ -1,8 +1,6 @@
-"""The load-state-dict pre-hook of our backbone: the one place every loader
-passes through (MMEngine's ``load_checkpoint``, ``load_from``, the
-toolboxes' APIs, ``nn.Module.load_state_dict``). The authors' keys become
-ours, and a whole-model checkpoint without this backbone's weights stops.
-"""
+"""The backbone's load-state-dict pre-hook, which every loader passes
+through: the authors' keys become ours, and a whole-model checkpoint
+without this backbone's weights stops."""
 import re
 from typing import Dict
 
@@ -15,8 +13,7 @@ from .ckpt_convert import (CheckpointMismatch, arch_name, check_variant,
 def check_backbone_weights(model: nn.Module, state_dict: Dict[str, Tensor],
                            prefix: str) -> None:
     """Raise :class:`CheckpointMismatch` unless ``state_dict`` (our names)
-    holds every weight of the backbone ``model`` under ``prefix``, with its
-    shapes: the message names the variant the file holds and the fix."""
+    holds every weight of ``model`` under ``prefix``, with its shapes."""
     local = {k[len(prefix):]: v for k, v in state_dict.items()
              if k.startswith(prefix)}
     where = f"'{prefix}*'"
@@ -54,13 +51,8 @@ def check_backbone_weights(model: nn.Module, state_dict: Dict[str, Tensor],
 
 def backbone_load_hook(module: nn.Module, state_dict: Dict[str, Tensor],
                        prefix: str, *args) -> None:
-    """The load-state-dict pre-hook of our backbone, so that every loader
-    (MMEngine's ``load_checkpoint``, ``load_from``, the toolboxes' APIs,
-    ``nn.Module.load_state_dict``) takes the authors' files: their keys
-    are renamed to ours; and when the backbone is part of a larger model
-    (``prefix`` not empty: a detector, segmentor or classifier), a file
-    without all of its weights, or with another variant's, stops the load
-    instead of leaving a randomly initialised backbone."""
+    """Rename the authors' keys to ours; inside a larger model (``prefix``
+    not empty), stop a load that would leave the backbone random."""
     rename_authors_keys(state_dict, prefix)
     if prefix:
         check_backbone_weights(module, state_dict, prefix)
