@@ -2,7 +2,8 @@
 
 Importing registers the backbone, transforms, initialiser and sampler in
 MMEngine's root registries (which mmdet, mmseg and mmpretrain fall back to),
-our configs as ``transxnet_mm::`` bases, and our models in mmpretrain's hub.
+our configs as ``transxnet_mm::`` bases, MMEngine's loader of the authors'
+release URLs, and our models in mmpretrain's hub.
 """
 from .apis import register_model_index
 from .datasets import AlignResize, FullBatchSampler
