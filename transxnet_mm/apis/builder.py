@@ -13,7 +13,7 @@ from ..utils.compat import trusted_local_checkpoints
 from .checkpoint import load_model_checkpoint
 
 
-def test_dataset_meta(cfg: Config) -> dict:
+def default_dataset_meta(cfg: Config) -> dict:
     """The config's test dataset classes (and palette), for checkpoints
     without any."""
     scope = cfg.get('default_scope', 'mmdet')
@@ -52,7 +52,7 @@ def build_model(cfg: Config,
         model_cfg.backbone.pop('init_cfg', None)
     model = revert_sync_batchnorm(registry.build(model_cfg))
     model.cfg = cfg
-    model.dataset_meta = test_dataset_meta(cfg)
+    model.dataset_meta = default_dataset_meta(cfg)
     if checkpoint is not None:
         with trusted_local_checkpoints():
             load_model_checkpoint(model, checkpoint, logger=logger)
