@@ -24,11 +24,16 @@ def cubic_taps(n, out, like: Tensor) -> Tuple[Tensor, Tensor]:
     resize (A = -0.75, edges clamped) of an axis from ``n`` to ``out`` (may
     be symbolic)."""
     A = -0.75
-    # As PyTorch: the scale in float32, then scale * (i + 0.5) - 0.5
-    # rounded once (a fused multiply-add); rounding twice moves positions.
-    scale = torch.full((), n, dtype=torch.float32, device=like.device) / out
-    src = (scale.double() * (torch.arange(
-        out, device=like.device, dtype=torch.float64) + 0.5) - 0.5).float()
+    i = torch.arange(out, device=like.device, dtype=torch.float64) + 0.5
+    if like.dtype == torch.float64:  # PyTorch computes in double then
+        scale = torch.full((), n, dtype=torch.float64, device=like.device)
+        src = scale / out * i - 0.5
+    else:
+        # As PyTorch: the scale in float32, then scale * (i + 0.5) - 0.5
+        # rounded once (a fused multiply-add); rounding twice moves them.
+        scale = torch.full((), n, dtype=torch.float32,
+                           device=like.device) / out
+        src = (scale.double() * i - 0.5).float()
     floor = src.floor()
     t = (src - floor).to(like.dtype)
 
