@@ -10,28 +10,17 @@ import sys
 import pytest
 import torch
 from helpers import ROOT, rel_err
+from verify_cuda import SMALL, small_model
 from torch import nn
 
 from transxnet_mm import TransXNet
 from transxnet_mm.ops import kernels_enabled, use_kernels
 
 
-# TransXNet-T's stages with fewer blocks: every kind of part, quickly.
-SMALL = dict(TransXNet.arch_settings['t'], depths=[1, 1, 2, 1])
-
-
-def _model(arch=SMALL, train=False, seed=0):
-    torch.manual_seed(seed)
-    model = TransXNet(arch)
-    # non-trivial statistics and layer scales, so every part matters
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2)
-    for name, p in model.named_parameters():
-        if 'layer_scale' in name and name.endswith('weight'):
-            p.data.uniform_(0.5, 1)
-    return model.train(train)
+def _model(train=False):
+    """TransXNet-T with fewer blocks, every part counting (the GPU check's
+    model, tools/analysis_tools/verify_cuda.py)."""
+    return small_model().train(train)
 
 
 def test_use_kernels_switch_restores_and_gives_same_outputs():
