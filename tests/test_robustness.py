@@ -207,31 +207,33 @@ def test_killed_run_resumes_to_the_same_weights_and_losses(coco_sample,
     assert all(la[s] == lb[s] for s in la)
 
 
+def _launch(script, *args):
+    """Run a tools/dist_*.sh launcher with 2 processes; its stdout + stderr.
+
+    On failure both ends are shown: a rank's abort is in stderr, how far it
+    got in stdout."""
+    out = subprocess.run(['bash', osp.join(ROOT, 'tools', script), *args],
+                         env=dict(os.environ, PYTHON=PY, PORT='29517'),
+                         cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, (f'stdout: ...{out.stdout[-2000:]}\n'
+                                 f'stderr: ...{out.stderr[-2000:]}')
+    return out.stdout + out.stderr
+
+
 @pytest.mark.slow
 def test_two_process_cpu_training_and_testing(coco_sample, tmp_path):
-    env = dict(os.environ, PYTHON=PY, PORT='29517')
     work = str(tmp_path / 'dist')
-    opts = ['--cfg-options', 'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
-            'default_hooks.checkpoint.interval=1',
-            'model.test_cfg.score_thr=0.0',
-            # as the paper configs: SyncBN, which gloo on CPU replaces by BN
+    # as the paper configs: SyncBN, which gloo on CPU replaces by BN
+    opts = ['--cfg-options', 'model.test_cfg.score_thr=0.0',
             'model.backbone.norm_cfg.type=SyncBN']
-    out = subprocess.run(['bash', osp.join(ROOT, 'tools/dist_train.sh'), DEMO,
-                          '2', '--work-dir', work] + opts, env=env, cwd=ROOT,
-                         capture_output=True, text=True)
-    log = out.stdout + out.stderr
-    assert out.returncode == 0, log[-3000:]
+    log = _launch('dist_train.sh', DEMO, '2', '--work-dir', work, *opts,
+                  'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
+                  'default_hooks.checkpoint.interval=1')
     assert 'Distributed on CPU (gloo), 2 processes; 1 SyncBN' in log
     assert 'coco/bbox_mAP' in log
-    out = subprocess.run(['bash', osp.join(ROOT, 'tools/dist_test.sh'), DEMO,
-                          osp.join(work, 'epoch_1.pth'), '2', '--work-dir',
-                          str(tmp_path / 'test'), '--cfg-options',
-                          'model.test_cfg.score_thr=0.0',
-            # as the paper configs: SyncBN, which gloo on CPU replaces by BN
-            'model.backbone.norm_cfg.type=SyncBN'], env=env, cwd=ROOT,
-                         capture_output=True, text=True)
-    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
-    assert 'coco/bbox_mAP' in out.stdout + out.stderr
+    log = _launch('dist_test.sh', DEMO, osp.join(work, 'epoch_1.pth'), '2',
+                  '--work-dir', str(tmp_path / 'test'), *opts)
+    assert 'coco/bbox_mAP' in log
 
 
 BRIEF_CONFIG = 'configs/retinanet_transxnet_s.py'  # README / the package brief

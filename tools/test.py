@@ -16,7 +16,7 @@ import os.path as osp
 from transxnet_mm.utils.checks import check_data
 from transxnet_mm.utils.cli import (build_runner, missing_files_exit,
                                     parse_config, tool_parser)
-from transxnet_mm.utils.compat import (setup_cpu_distributed,
+from transxnet_mm.utils.compat import (cpu_distributed,
                                        trusted_local_checkpoints)
 from transxnet_mm.apis import load_model_checkpoint
 
@@ -50,20 +50,20 @@ def main():
             hook.update(draw=True, test_out_dir=args.show_dir)
     with missing_files_exit():
         check_data(cfg, ['test_dataloader'])
-    setup_cpu_distributed(cfg)
     cfg.load_from = None  # loaded below, completely or not at all
-    runner = build_runner(cfg)
-    if args.out:
-        from mmengine.evaluator import DumpResults
-        runner.test_evaluator.metrics.append(
-            DumpResults(out_file_path=args.out))
-    with trusted_local_checkpoints():
-        try:
-            load_model_checkpoint(runner.model, args.checkpoint,
-                                  logger=runner.logger)
-        except ValueError as e:  # CheckpointMismatch, unreadable file
-            raise SystemExit(f'error: {e}')
-        runner.test()
+    with cpu_distributed(cfg):
+        runner = build_runner(cfg)
+        if args.out:
+            from mmengine.evaluator import DumpResults
+            runner.test_evaluator.metrics.append(
+                DumpResults(out_file_path=args.out))
+        with trusted_local_checkpoints():
+            try:
+                load_model_checkpoint(runner.model, args.checkpoint,
+                                      logger=runner.logger)
+            except ValueError as e:  # CheckpointMismatch, unreadable file
+                raise SystemExit(f'error: {e}')
+            runner.test()
 
 
 if __name__ == '__main__':

@@ -15,7 +15,7 @@ import torch
 from transxnet_mm.utils.checks import check_data, check_pretrained
 from transxnet_mm.utils.cli import (build_runner, missing_files_exit,
                                     parse_config, tool_parser)
-from transxnet_mm.utils.compat import (setup_cpu_distributed,
+from transxnet_mm.utils.compat import (cpu_distributed,
                                        trusted_local_checkpoints)
 from transxnet_mm.models.utils.ckpt_convert import read_checkpoint
 
@@ -80,10 +80,10 @@ def main():
                    (['val_dataloader'] if cfg.get('val_cfg') else []))
         if not cfg.get('resume') and not cfg.get('load_from'):
             check_pretrained(cfg)
-    setup_cpu_distributed(cfg)
-    runner = build_runner(cfg)
-    with trusted_local_checkpoints():
-        runner.train()
+    with cpu_distributed(cfg):
+        runner = build_runner(cfg)
+        with trusted_local_checkpoints():
+            runner.train()
 
 
 if __name__ == '__main__':

@@ -6,7 +6,7 @@
 - torch >= 2.6's ``weights_only`` loading: numpy scalars of mmseg 0.30
   checkpoints, MMEngine's training state (:func:`trusted_local_checkpoints`).
 - MMEngine's distributed launch on a CPU-only torch
-  (:func:`setup_cpu_distributed`).
+  (:func:`cpu_distributed`).
 """
 import os.path as osp
 import pickle
@@ -21,7 +21,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 __all__ = ['is_compiling', 'autocast_enabled', 'safe_globals',
            'allow_numpy_scalars', 'trusted_local_checkpoints',
-           'setup_cpu_distributed']
+           'cpu_distributed']
 
 
 def _dynamo_is_compiling() -> bool:
@@ -180,16 +180,20 @@ def _sync_bn_to_bn(cfg: Any) -> int:
     return count + sum(_sync_bn_to_bn(value) for value in cfg.values())
 
 
-def setup_cpu_distributed(cfg: Config) -> None:
+@contextmanager
+def cpu_distributed(cfg: Config) -> Iterator[None]:
     """Let ``--launcher pytorch`` (tools/dist_train.sh) run on CPU, with gloo.
 
     Upstream, CPU-only torch: mmengine 0.10.7 calls ``torch.cuda.set_device``
     and uses nccl, its DDP wrapper passes ``device_ids=[LOCAL_RANK]``, and
     torch's SyncBatchNorm refuses CPU tensors. Here gloo is initialised first,
-    ``device_ids=None``, and SyncBN becomes BN (logged). No-op with CUDA or
-    without a launcher.
+    ``device_ids=None``, and SyncBN becomes BN (logged). When the block ends
+    normally the gloo group is destroyed: one left to interpreter exit can
+    abort the process ("terminate called without an active exception",
+    SIGABRT; pytorch/pytorch#190489). No-op with CUDA or without a launcher.
     """
     if cfg.get('launcher', 'none') == 'none' or torch.cuda.is_available():
+        yield
         return
     if not dist.is_initialized():
         dist.init_process_group(backend='gloo')
@@ -204,3 +208,5 @@ def setup_cpu_distributed(cfg: Config) -> None:
                 f"the configs' SyncBN is used unchanged" if replaced else '')
         print_log(f'Distributed on CPU (gloo), {dist.get_world_size()} '
                   f'processes{note}.', logger='current')
+    yield
+    dist.destroy_process_group()
