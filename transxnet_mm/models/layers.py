@@ -9,12 +9,12 @@ import torch
 from mmcv.cnn import build_norm_layer
 from torch import Tensor, nn
 
-from ..ops import (DWConv2d, LeanSequential, adaptive_avg_pool2d, add_residual,
-                   biased_attention, depthwise_conv2d, split_convs)
+from ..ops import (DWConv2d, adaptive_avg_pool2d, biased_attention,
+                   depthwise_conv2d)
 from .utils.validation import check_bn_batch
 
 
-class ConvBN(LeanSequential):
+class ConvBN(nn.Sequential):
     """conv -> BatchNorm (-> activation): the authors' ConvModule, with its
     ``conv`` / ``bn`` names."""
 
@@ -116,7 +116,7 @@ class OSRA(nn.Module):
         B, C, H, W = x.shape
         h = self.num_heads
         kv = self.sr(x)
-        kv = add_residual(self.local_conv(kv), kv)
+        kv = kv + self.local_conv(kv)
         k, v = self.kv(kv).chunk(2, dim=1)
         # (B, heads, tokens, head_dim), contiguous: else SDPA's slow path.
         q, k, v = (t.reshape(B, h, C // h, -1).transpose(-1, -2).contiguous()
@@ -125,7 +125,7 @@ class OSRA(nn.Module):
         return x.transpose(-1, -2).reshape(B, C, H, W)
 
 
-class STE(LeanSequential):
+class STE(nn.Sequential):
     """Squeezed token enhancer: 3x3 depthwise conv, then a 1x1 bottleneck,
     each with GELU and BatchNorm (indexed as the authors' layers)."""
 
@@ -152,7 +152,6 @@ class MultiScaleDWConv(nn.Module):
         self.proj = nn.ModuleList(
             DWConv2d(c, k) for c, k in zip(self.splits, kernels))
 
-    def forward(self, x: Tensor, residual: bool = False) -> Tensor:
-        """The convs' outputs, plus ``x`` if ``residual`` (then, at
-        inference, written into ``x``: pass a fresh map)."""
-        return split_convs(x, self.splits, self.proj, residual, self)
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([conv(part) for conv, part in zip(
+            self.proj, x.split(self.splits, dim=1))], dim=1)

@@ -11,26 +11,22 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from .depthwise import DWConv2d, depthwise_backward, training_method
-from .inplace import inplace_
-from .rules import (applies, hooked, plain_conv1x1, plain_gelu, refuse,
-                    training_batch_norm)
+from .depthwise import depthwise_backward, depthwise_conv2d, training_method
+from .inplace import batch_norm_, gelu_
+from .rules import applies, refuse, training_batch_norm
 from .utils import bn_momentum, plain_backward
 
 
-def fusable(act: nn.Module, bn: nn.Module, x: Tensor,
-            *others: nn.Module) -> bool:
-    """Whether ``bn(act(x))`` (then ``others``) may run fused: an exact GELU
-    and a training BatchNorm where ``'gelu_bn'`` applies."""
-    if not (isinstance(act, nn.GELU) and isinstance(bn, _BatchNorm)
-            and bn.training):
-        return False  # not this pattern, or inference (in place there)
-    if not (plain_gelu(act) and training_batch_norm(bn)):
-        return refuse('gelu_bn', 'not an exact GELU and a BatchNorm of the '
-                      'local batch')
-    return applies('gelu_bn', x, x, bn.weight, bypassed=(act, bn) + others)
+def fusable(bn: nn.Module, x: Tensor, *weights: Tensor) -> bool:
+    """Whether ``bn(gelu(x))`` (and the convs of ``weights`` reading it) may
+    run as one Function: a training BatchNorm of the local batch where
+    ``'gelu_bn'`` applies."""
+    if not bn.training:
+        return False  # inference: in place there
+    if not training_batch_norm(bn):
+        return refuse('gelu_bn', 'not a BatchNorm of the local batch')
+    return applies('gelu_bn', x, x, bn.weight, *weights)
 
 
 def per_sample_mm(w: Tensor, x3: Tensor,
@@ -138,20 +134,6 @@ class GeluBatchNormConv1x1(torch.autograd.Function):
                 grad_cw, grad_cb, None)
 
 
-def fused_step(layers: Sequence[nn.Module], i: int,
-               x: Tensor) -> Tuple[Optional[Tensor], int]:
-    """GELU, BatchNorm (and 1x1 conv) at ``layers[i]`` as one Function where
-    :func:`fusable`: the output and the layers consumed, or (None, 0)."""
-    if i + 1 >= len(layers) or not fusable(layers[i], layers[i + 1], x):
-        return None, 0
-    bn = layers[i + 1]
-    conv = layers[i + 2] if i + 2 < len(layers) else None
-    if conv is not None and plain_conv1x1(conv) and not hooked(conv):
-        return GeluBatchNormConv1x1.apply(x, bn.weight, bn.bias, conv.weight,
-                                          conv.bias, bn), 3
-    return GeluBatchNorm.apply(x, bn.weight, bn.bias, bn), 2
-
-
 # One depthwise conv: channels, padding, backward (training_method).
 ConvLayout = Tuple[int, Tuple[int, int], str]
 
@@ -212,31 +194,45 @@ class GeluBatchNormDWConvs(torch.autograd.Function):
                 *grads_params, None, None)
 
 
-def plain_dwconv(module: nn.Module) -> bool:
-    """An exact :class:`~.depthwise.DWConv2d` of stride 1, no dilation."""
-    return (type(module) is DWConv2d and module.stride == (1, 1)
-            and module.dilation == (1, 1) and module.padding_mode == 'zeros')
+def gelu_bn(x: Tensor, bn: nn.Module) -> Tensor:
+    """``bn(gelu(x))``: one :class:`GeluBatchNorm` in training where
+    :func:`fusable`, in place at inference."""
+    if fusable(bn, x):
+        return GeluBatchNorm.apply(x, bn.weight, bn.bias, bn)
+    return batch_norm_(bn, gelu_(x))
 
 
-def gelu_bn_dwconvs(seq: nn.Sequential, multi_scale: nn.Module,
-                    x: Tensor) -> Tensor:
-    """``multi_scale(seq(x), residual=True)`` (MS-FFN's ``fc1``, ending in
-    GELU and BatchNorm, and ``dwconv``), its tail one
-    :class:`GeluBatchNormDWConvs` where :func:`fusable`."""
-    act, bn = seq[-2], seq[-1]
-    convs = list(multi_scale.proj)
-    if hooked(seq) or hooked(multi_scale) or not all(
-            plain_dwconv(c) for c in convs):
-        return multi_scale(seq(x), residual=True)
-    y = x
-    for layer in list(seq)[:-2]:
-        y = layer(y)
-    if not fusable(act, bn, y, *convs):
-        return multi_scale(inplace_(bn, inplace_(act, y)), residual=True)
-    params: List[Optional[Tensor]] = []
-    layout: List[ConvLayout] = []
-    for c, conv in zip(multi_scale.splits, convs):
-        params += [conv.weight, conv.bias]
-        layout.append((c, conv.padding, training_method(y, conv.weight)))
-    return GeluBatchNormDWConvs.apply(y, bn.weight, bn.bias, *params, bn,
-                                      tuple(layout))
+def gelu_bn_conv(x: Tensor, bn: nn.Module, weight: Tensor,
+                 bias: Optional[Tensor]) -> Tensor:
+    """``conv1x1(bn(gelu(x)), weight, bias)``: one
+    :class:`GeluBatchNormConv1x1` in training where :func:`fusable`."""
+    if fusable(bn, x, weight):
+        return GeluBatchNormConv1x1.apply(x, bn.weight, bn.bias, weight, bias,
+                                          bn)
+    return F.conv2d(batch_norm_(bn, gelu_(x)), weight, bias)
+
+
+def gelu_bn_dwconvs(x: Tensor, bn: nn.Module, weights: Sequence[Tensor],
+                    biases: Sequence[Optional[Tensor]]) -> Tensor:
+    """``h + cat_i(dwconv_i(h_i))``, ``h = bn(gelu(x))``, over the channel
+    groups h_i of the depthwise convs' weights (stride 1, same padding):
+    MS-FFN's hidden step. One :class:`GeluBatchNormDWConvs` in training
+    where :func:`fusable`; at inference the sums are written into h."""
+    pads = [(w.shape[2] // 2, w.shape[3] // 2) for w in weights]
+    if fusable(bn, x, *weights):
+        params: List[Optional[Tensor]] = []
+        layout: List[ConvLayout] = []
+        for w, b, pad in zip(weights, biases, pads):
+            params += [w, b]
+            layout.append((w.shape[0], pad, training_method(x, w)))
+        return GeluBatchNormDWConvs.apply(x, bn.weight, bn.bias, *params, bn,
+                                          tuple(layout))
+    h = batch_norm_(bn, gelu_(x))
+    parts = h.split([w.shape[0] for w in weights], dim=1)
+    convs = zip(parts, weights, biases, pads)
+    if applies('inplace', h):
+        for part, w, b, pad in convs:
+            part += depthwise_conv2d(part, w, b, padding=pad)
+        return h
+    return h + torch.cat([depthwise_conv2d(p, w, b, padding=pad)
+                          for p, w, b, pad in convs], dim=1)

@@ -1,31 +1,35 @@
-"""In-place shortcuts at inference: elementwise layers and residual sums
+"""In-place shortcuts at inference: GELU, BatchNorm and residual sums
 written into the fresh map they read.
 
 A fresh map at detection sizes costs page faults on first touch, so reusing
 one lowers time and peak memory (docs/benchmarks.md). GELU and sums give the
 same bits, BatchNorm agrees to float32 rounding.
 """
-from typing import Sequence
-
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .rules import applies, plain_batch_norm, plain_gelu
+from .rules import applies, plain_batch_norm
 
 
-def inplace_(layer: nn.Module, x: Tensor) -> Tensor:
-    """``layer(x)``, written into ``x`` (a fresh map nothing else reads)
-    for an exact GELU or eval-mode BatchNorm where ``'inplace'`` applies."""
-    if not applies('inplace', x, bypassed=(layer, )):
-        return layer(x)
-    if plain_gelu(layer):
+def gelu_(x: Tensor) -> Tensor:
+    """``gelu(x)``, written into ``x`` (a fresh map nothing else reads)
+    where ``'inplace'`` applies."""
+    if applies('inplace', x):
         return torch.ops.aten.gelu_(x)
-    if plain_batch_norm(layer) and not layer.training:
-        # PyTorch's eval formula: x * alpha + beta.
-        alpha = 1 / torch.sqrt(layer.running_var + layer.eps) * layer.weight
-        beta = layer.bias - layer.running_mean * alpha
-        return x.mul_(alpha.view(-1, 1, 1)).add_(beta.view(-1, 1, 1))
-    return layer(x)
+    return F.gelu(x)
+
+
+def batch_norm_(bn: nn.Module, x: Tensor) -> Tensor:
+    """``bn(x)``, written into ``x`` (a fresh map nothing else reads) for an
+    eval-mode BatchNorm where ``'inplace'`` applies."""
+    if not (plain_batch_norm(bn) and not bn.training
+            and applies('inplace', x)):
+        return bn(x)
+    # PyTorch's eval formula: x * alpha + beta.
+    alpha = 1 / torch.sqrt(bn.running_var + bn.eps) * bn.weight
+    beta = bn.bias - bn.running_mean * alpha
+    return x.mul_(alpha.view(-1, 1, 1)).add_(beta.view(-1, 1, 1))
 
 
 def add_residual(branch: Tensor, x: Tensor) -> Tensor:
@@ -35,19 +39,3 @@ def add_residual(branch: Tensor, x: Tensor) -> Tensor:
             and branch.dtype == x.dtype):
         return branch.add_(x)
     return x + branch
-
-
-def split_convs(x: Tensor, splits: Sequence[int], convs: Sequence[nn.Module],
-                residual: bool, owner: nn.Module) -> Tensor:
-    """``cat([conv(part) for each channel group of x]) (+ x if residual)``.
-
-    At inference with ``residual`` each sum is written over its slice of
-    ``x`` (two fewer hidden-size maps at the peak), so ``owner`` (the caller)
-    must receive a fresh map; with a hook on it, nothing is overwritten."""
-    parts = x.split(list(splits), dim=1)
-    if residual and applies('inplace', x, bypassed=(owner, )):
-        for conv, part in zip(convs, parts):
-            part += conv(part)
-        return x
-    out = torch.cat([conv(p) for conv, p in zip(convs, parts)], dim=1)
-    return out + x if residual else out

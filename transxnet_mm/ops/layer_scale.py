@@ -11,34 +11,32 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .rules import applies, hooked, training_batch_norm
+from .inplace import add_residual, batch_norm_
+from .rules import applies, training_batch_norm
 from .utils import bn_momentum
 
 
-def foldable(scale: nn.Module, bn: nn.Module, x: Tensor) -> bool:
-    """Whether ``scale(bn(x) ...)`` may run folded (a training BatchNorm
-    where ``'layer_scale'`` applies)."""
-    return (training_batch_norm(bn)
-            and applies('layer_scale', x, x, bn.weight, scale.weight,
-                        bypassed=(scale, bn)))
-
-
-def scaled_batch_norm(scale: nn.Module, bn: nn.BatchNorm2d, x: Tensor,
-                      residual: Optional[Tensor] = None) -> Tensor:
-    """``scale(bn(x) + residual)`` (``residual`` optional), folded;
-    ``scale`` has a ``weight`` of C elements and a ``bias`` (C, )."""
-    w = scale.weight.reshape(-1)
-    weight, bias = w * bn.weight, torch.addcmul(scale.bias, w, bn.bias)
-    out = F.batch_norm(x, bn.running_mean, bn.running_var, weight, bias,
-                       True, bn_momentum(bn), bn.eps)
+def _folded(x: Tensor, bn: nn.Module, weight: Tensor, bias: Tensor,
+            residual: Optional[Tensor]) -> Tensor:
+    w = weight.reshape(-1)
+    out = F.batch_norm(x, bn.running_mean, bn.running_var, w * bn.weight,
+                       torch.addcmul(bias, w, bn.bias), True,
+                       bn_momentum(bn), bn.eps)
     if residual is None:
         return out
     return torch.addcmul(out, residual, w.view(1, -1, 1, 1))
 
 
-def scaled_branch(branch: nn.Module, scale: nn.Module, *args) -> Tensor:
-    """``scale(branch(*args))``, passed as ``layer_scale=`` to fold it
-    unless a hook watches the branch (it then sees the authors' output)."""
-    if hooked(branch):
-        return scale(branch(*args))
-    return branch(*args, layer_scale=scale)
+def scaled_batch_norm(x: Tensor, bn: nn.Module, weight: Tensor, bias: Tensor,
+                      residual: Optional[Tensor] = None) -> Tensor:
+    """``bias + weight * (bn(x) + residual)`` (``residual`` optional; the
+    layer scale's C-element ``weight`` and (C, ) ``bias``), folded into a
+    training BatchNorm of the local batch where ``'layer_scale'`` applies;
+    at inference the BatchNorm and the sum in place."""
+    if training_batch_norm(bn) and applies('layer_scale', x, x, bn.weight,
+                                           weight):
+        return _folded(x, bn, weight, bias, residual)
+    out = batch_norm_(bn, x)
+    if residual is not None:
+        out = add_residual(out, residual)
+    return torch.addcmul(bias.view(1, -1, 1, 1), out, weight.view(1, -1, 1, 1))

@@ -1,10 +1,11 @@
 """Where each kernel of :mod:`transxnet_mm.ops` runs: one table, decided here.
 
-Every kernel asks :func:`applies` (conditions: :func:`_decide`) before it
-replaces the plain op. Kernels step aside under autocast (they would bypass
-its casts), tracing and compiling, and for a module with a forward hook (so
-hooks run as in training). Modules are matched by exact type: a subclass may
-change the forward. Inside :func:`exporting` the ops take their export form.
+A block runs through the ops only where :func:`lean` (no forward hook in
+it); there every kernel asks :func:`applies` (conditions: :func:`_decide`)
+before it replaces the plain op. Kernels step aside under autocast (they
+would bypass its casts), tracing and compiling. Norms are matched by exact
+type: a subclass may change the forward. Inside :func:`exporting` the ops
+take their export form.
 """
 import os
 from contextlib import contextmanager
@@ -135,15 +136,19 @@ def eager() -> bool:
     return not (torch.jit.is_tracing() or is_compiling())
 
 
-def hooked(module: nn.Module) -> bool:
-    """Whether a forward hook (global or its own) would see ``module``."""
-    return bool(module._forward_hooks or module._forward_pre_hooks
-                or _module._global_forward_hooks
-                or _module._global_forward_pre_hooks)
+def lean(module: nn.Module) -> bool:
+    """Whether ``module`` may run its forward through the ops (fused in
+    training, in place at inference) instead of calling each layer: eager,
+    and no forward hook on it or inside it (a hook sees every layer called
+    and its output as the layer gave it)."""
+    return eager() and not (
+        _module._global_forward_hooks or _module._global_forward_pre_hooks
+        or any(m._forward_hooks or m._forward_pre_hooks
+               for m in module.modules()))
 
 
-def _decide(name: str, x: Tensor, grad_from: Sequence[Optional[Tensor]],
-            bypassed: Sequence[nn.Module]) -> Tuple[bool, str]:
+def _decide(name: str, x: Tensor,
+            grad_from: Sequence[Optional[Tensor]]) -> Tuple[bool, str]:
     """Whether kernel ``name`` applies, and why (or why not)."""
     rule = KERNELS[name]
     if name in _disabled:
@@ -161,17 +166,14 @@ def _decide(name: str, x: Tensor, grad_from: Sequence[Optional[Tensor]],
         return False, 'no gradient recorded'
     if rule.mode == 'inference' and torch.is_grad_enabled():
         return False, 'gradients recorded'
-    if any(hooked(m) for m in bypassed):
-        return False, 'a forward hook on a module it would bypass'
     return True, rule.what
 
 
-def applies(name: str, x: Tensor, *grad_from: Optional[Tensor],
-            bypassed: Sequence[nn.Module] = ()) -> bool:
+def applies(name: str, x: Tensor, *grad_from: Optional[Tensor]) -> bool:
     """Whether kernel ``name`` replaces the plain computation on ``x``.
     ``grad_from``: the tensors whose gradients a training kernel computes
-    (default ``x``); ``bypassed``: the modules it would not call."""
-    taken, why = _decide(name, x, grad_from, bypassed)
+    (default ``x``)."""
+    taken, why = _decide(name, x, grad_from)
     if _listener is not None:
         _listener(name, taken, why)
     return taken
@@ -198,11 +200,6 @@ def listening(listener: Callable[[str, bool, str], None],
         yield
     finally:
         _listener, _assumed_device = previous
-
-
-def plain_gelu(module: nn.Module) -> bool:
-    """An exact ``nn.GELU`` (erf form)."""
-    return type(module) is nn.GELU and module.approximate == 'none'
 
 
 # Norms whose forward is nn.BatchNorm2d's: BN, and SyncBN as MMEngine reverts
@@ -240,11 +237,3 @@ def training_batch_norm(module: nn.Module) -> bool:
     return module.training and _affine_tracked(module) and (
         type(module) in _BATCH_NORMS or (
             type(module) in SYNC_BATCH_NORMS and not _synchronised(module)))
-
-
-def plain_conv1x1(module: nn.Module) -> bool:
-    """An exact ``nn.Conv2d``: 1x1, stride 1, no padding, no groups."""
-    return (type(module) is nn.Conv2d and module.kernel_size == (1, 1)
-            and module.groups == 1 and module.stride == (1, 1)
-            and module.padding == (0, 0) and module.dilation == (1, 1)
-            and module.padding_mode == 'zeros')

@@ -18,8 +18,8 @@ from mmengine.registry import MODELS
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ...ops import (DWConv2d, LeanSequential, add_residual, gelu_bn_dwconvs,
-                    gelu_bn_seq, resize_pos_bias, scaled_branch)
+from ...ops import (DWConv2d, add_residual, gelu_bn_conv, gelu_bn_dwconvs,
+                    lean, resize_pos_bias, scaled_batch_norm)
 from ..layers import OSRA, STE, ConvBN, IDConv, LayerScale, MultiScaleDWConv
 from ..utils.ckpt_convert import load_pretrained
 from ..utils.compile import CompiledStages
@@ -48,15 +48,19 @@ class DMixer(nn.Module):
         self.proj = STE(channels, norm_cfg)
 
     def forward(self, x: Tensor, pos_bias: Tensor,
-                layer_scale: Optional[nn.Module] = None) -> Tensor:
-        """The mixed map, scaled by ``layer_scale`` if given (folded into
-        the STE's last BatchNorm in training)."""
+                layer_scale: Optional[LayerScale] = None) -> Tensor:
+        """``Y + STE(Y)``, ``Y = [IDConv(X1), OSRA(X2)]``. With
+        ``layer_scale`` (the block's lean path) that scaled, by the ops."""
         x1, x2 = x.chunk(2, dim=1)
-        x = torch.cat([self.local_unit(x1), self.global_unit(x2, pos_bias)],
+        y = torch.cat([self.local_unit(x1), self.global_unit(x2, pos_bias)],
                       dim=1)
-        if layer_scale is not None:
-            return self.proj.scaled(x, layer_scale, residual=x)
-        return add_residual(self.proj(x), x)
+        if layer_scale is None:
+            return y + self.proj(y)
+        dwconv, _, bn1, squeeze, _, bn2, expand, bn3 = self.proj
+        z = gelu_bn_conv(dwconv(y), bn1, squeeze.weight, squeeze.bias)
+        z = gelu_bn_conv(z, bn2, expand.weight, expand.bias)
+        return scaled_batch_norm(z, bn3, layer_scale.weight, layer_scale.bias,
+                                 residual=y)
 
 
 class MSFFN(nn.Module):
@@ -67,21 +71,31 @@ class MSFFN(nn.Module):
                  norm_cfg: dict = dict(type='BN')) -> None:
         super().__init__()
         hidden = int(channels * ratio)
-        self.fc1 = LeanSequential(
+        self.fc1 = nn.Sequential(
             nn.Conv2d(channels, hidden, 1, bias=False), nn.GELU(),
             build_norm_layer(norm_cfg, hidden)[1])
         self.dwconv = MultiScaleDWConv(hidden)
         self.act = nn.GELU()
         self.norm = build_norm_layer(norm_cfg, hidden)[1]
-        self.fc2 = LeanSequential(
+        self.fc2 = nn.Sequential(
             nn.Conv2d(hidden, channels, 1, bias=False),
             build_norm_layer(norm_cfg, channels)[1])
 
     def forward(self, x: Tensor,
-                layer_scale: Optional[nn.Module] = None) -> Tensor:
-        """Scaled by ``layer_scale`` if given (folded in training)."""
-        x = gelu_bn_dwconvs(self.fc1, self.dwconv, x)
-        return gelu_bn_seq(self.act, self.norm, self.fc2, x, layer_scale)
+                layer_scale: Optional[LayerScale] = None) -> Tensor:
+        """``fc2(BN(GELU(H + DW(H))))``, ``H = fc1(X)``. With ``layer_scale``
+        (the block's lean path) that scaled, by the ops."""
+        if layer_scale is None:
+            h = self.fc1(x)
+            h = h + self.dwconv(h)
+            return self.fc2(self.norm(self.act(h)))
+        conv1, _, bn1 = self.fc1
+        conv2, bn2 = self.fc2
+        convs = self.dwconv.proj
+        h = gelu_bn_dwconvs(conv1(x), bn1, [c.weight for c in convs],
+                            [c.bias for c in convs])
+        h = gelu_bn_conv(h, self.norm, conv2.weight, conv2.bias)
+        return scaled_batch_norm(h, bn2, layer_scale.weight, layer_scale.bias)
 
 
 class Block(nn.Module):
@@ -106,12 +120,17 @@ class Block(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def _forward(self, x: Tensor, pos_bias: Tensor) -> Tensor:
-        x = add_residual(self.pos_embed(x), x)
-        mixed = scaled_branch(self.token_mixer, self.layer_scale_1,
-                              self.norm1(x), pos_bias)
-        x = add_residual(self.drop_path(mixed), x)
-        return add_residual(self.drop_path(scaled_branch(
-            self.mlp, self.layer_scale_2, self.norm2(x))), x)
+        if lean(self):  # the same by the ops: sums in place at inference,
+            # each layer scale folded into its branch's last BatchNorm
+            x = add_residual(self.pos_embed(x), x)
+            x = add_residual(self.drop_path(self.token_mixer(
+                self.norm1(x), pos_bias, self.layer_scale_1)), x)
+            return add_residual(self.drop_path(
+                self.mlp(self.norm2(x), self.layer_scale_2)), x)
+        x = x + self.pos_embed(x)
+        x = x + self.drop_path(
+            self.layer_scale_1(self.token_mixer(self.norm1(x), pos_bias)))
+        return x + self.drop_path(self.layer_scale_2(self.mlp(self.norm2(x))))
 
     def forward(self, x: Tensor, pos_bias: Tensor) -> Tensor:
         if self.with_cp and x.requires_grad:
