@@ -115,12 +115,14 @@ def test_rules_decide_where_each_kernel_runs():
         assert not applies('bias_resize', x)
     from transxnet_mm.ops import lean
     block = nn.Sequential(nn.Conv2d(4, 4, 1), nn.Sequential(nn.GELU()))
-    assert lean(block)
+    assert lean(block, x)
+    with use_kernels(False):
+        assert not lean(block, x)  # PyTorch's modules as they are
     handle = block[1][0].register_forward_hook(lambda *a: None)
-    assert not lean(block)  # a hook anywhere inside: every layer called
+    assert not lean(block, x)  # a hook anywhere inside: every layer called
     handle.remove()
     handle = nn.modules.module.register_module_forward_hook(lambda *a: None)
-    assert not lean(block)
+    assert not lean(block, x)
     handle.remove()
     traced = []
     torch.jit.trace(lambda t: traced.append(applies('bias_resize', t)) or t,
@@ -379,8 +381,10 @@ def test_explain_says_which_path_each_module_takes():
         assert {k for _, k in infer} == {'inplace', 'bias_resize'}
         cuda = decisions(model, x, device='cuda')
     assert cuda and not taken(cuda)
-    assert {d.why for d in cuda if d.kernel == 'inplace'} == \
-        {"not verified on cuda: PyTorch's op"}
+    assert {d.why for d in cuda} == {"not verified on cuda: PyTorch's op"}
+    # no block kernel is verified there: the blocks run PyTorch's modules
+    assert not {d.kernel for d in cuda} & {'gelu_bn', 'layer_scale',
+                                           'inplace'}
     with use_kernels(False):
         off = decisions(model.train(), x)
     assert off and not taken(off)

@@ -136,15 +136,19 @@ def eager() -> bool:
     return not (torch.jit.is_tracing() or is_compiling())
 
 
-def lean(module: nn.Module) -> bool:
-    """Whether ``module`` may run its forward through the ops (fused in
-    training, in place at inference) instead of calling each layer: eager,
-    and no forward hook on it or inside it (a hook sees every layer called
-    and its output as the layer gave it)."""
-    return eager() and not (
-        _module._global_forward_hooks or _module._global_forward_pre_hooks
-        or any(m._forward_hooks or m._forward_pre_hooks
-               for m in module.modules()))
+def lean(module: nn.Module, x: Tensor) -> bool:
+    """Whether ``module`` may run its forward on ``x`` through the ops (fused
+    in training, in place at inference) instead of calling each layer: eager,
+    a kernel on and verified on ``x``'s device (else PyTorch's modules run
+    as they are), and no forward hook on or inside it (a hook sees every
+    layer called and its output as the layer gave it)."""
+    device = _assumed_device or x.device.type
+    return eager() and any(
+        name not in _disabled and device in rule.devices | _verifying
+        for name, rule in KERNELS.items()) and not (
+            _module._global_forward_hooks or _module._global_forward_pre_hooks
+            or any(m._forward_hooks or m._forward_pre_hooks
+                   for m in module.modules()))
 
 
 def _decide(name: str, x: Tensor,

@@ -120,7 +120,7 @@ class Block(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def _forward(self, x: Tensor, pos_bias: Tensor) -> Tensor:
-        if lean(self):  # the same by the ops: sums in place at inference,
+        if lean(self, x):  # the same by the ops: sums in place at inference,
             # each layer scale folded into its branch's last BatchNorm
             x = add_residual(self.pos_embed(x), x)
             x = add_residual(self.drop_path(self.token_mixer(
