@@ -12,11 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-from .rules import applies, export_form, refuse
-from .utils import needs_grad, plain_backward
-
-# Maps of fewer pixels keep oneDNN's backward.
-MIN_PIXELS = 28 * 28
+from .rules import depthwise_method, export_form
+from .utils import plain_backward
 
 
 def _weight_grad(x: Tensor, grad: Tensor, kernel: Tuple[int, int],
@@ -47,25 +44,11 @@ def _conv(x: Tensor, weight: Tensor, bias: Optional[Tensor],
     return F.conv2d(x, weight, bias, 1, padding, 1, x.shape[1])
 
 
-def training_method(x: Tensor, weight: Tensor,
-                    stride: Union[int, Tuple[int, int]] = 1) -> str:
-    """The backward a depthwise conv takes in training: ``'cpu'``,
-    ``'channels_last'`` (5x5 and larger, stride 1, where ``'depthwise'``
-    applies) or ``'plain'`` (PyTorch's NCHW conv)."""
-    if min(weight.shape[2:]) < 5 or _pair(stride) != (1, 1):
-        if needs_grad(x, weight):
-            refuse('depthwise', '3x3 or strided: PyTorch\'s conv is faster')
-        return 'plain'
-    if not applies('depthwise', x, x, weight):
-        return 'plain'
-    return 'cpu' if x.shape[2] * x.shape[3] >= MIN_PIXELS else 'channels_last'
-
-
 def depthwise_backward(method: str, x: Tensor, weight: Tensor, grad: Tensor,
                        stride: Tuple[int, int], padding: Tuple[int, int],
                        needs: Sequence[bool]) -> Tuple[Optional[Tensor], ...]:
     """Gradients of input, weight and bias by ``method``
-    (:func:`training_method`); None where ``needs`` is unset."""
+    (:func:`depthwise_method`); None where ``needs`` is unset."""
     needs = tuple(needs) + (False, ) * (3 - len(needs))
     groups = x.shape[1]
     if method == 'cpu':
@@ -163,10 +146,10 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor],
                      stride: Union[int, Tuple[int, int]] = 1,
                      padding: Union[int, Tuple[int, int]] = 0) -> Tensor:
     """Depthwise convolution, NCHW, by the fastest path for its case
-    (:func:`training_method`; exported: :func:`depthwise_by_taps`)."""
+    (:func:`depthwise_method`; exported: :func:`depthwise_by_taps`)."""
     if export_form(x.shape[1]) and _pair(stride) == (1, 1):
         return depthwise_by_taps(x, weight, bias, _pair(padding))
-    method = training_method(x, weight, stride)
+    method = depthwise_method(x, weight, stride)
     if method == 'cpu':
         return DepthwiseConv2dCPU.apply(x, weight, bias, _pair(padding))
     if method == 'channels_last':

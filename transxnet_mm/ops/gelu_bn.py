@@ -12,21 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .depthwise import depthwise_backward, depthwise_conv2d, training_method
+from .depthwise import depthwise_backward, depthwise_conv2d
 from .inplace import batch_norm_, gelu_
-from .rules import applies, refuse, training_batch_norm
+from .rules import applies, depthwise_method, fuses_gelu_bn
 from .utils import bn_momentum, plain_backward
-
-
-def fusable(bn: nn.Module, x: Tensor, *weights: Tensor) -> bool:
-    """Whether ``bn(gelu(x))`` (and the convs of ``weights`` reading it) may
-    run as one Function: a training BatchNorm of the local batch where
-    ``'gelu_bn'`` applies."""
-    if not bn.training:
-        return False  # inference: in place there
-    if not training_batch_norm(bn):
-        return refuse('gelu_bn', 'not a BatchNorm of the local batch')
-    return applies('gelu_bn', x, x, bn.weight, *weights)
 
 
 def per_sample_mm(w: Tensor, x3: Tensor,
@@ -134,7 +123,7 @@ class GeluBatchNormConv1x1(torch.autograd.Function):
                 grad_cw, grad_cb, None)
 
 
-# One depthwise conv: channels, padding, backward (training_method).
+# One depthwise conv: channels, padding, backward (rules.depthwise_method).
 ConvLayout = Tuple[int, Tuple[int, int], str]
 
 
@@ -196,8 +185,8 @@ class GeluBatchNormDWConvs(torch.autograd.Function):
 
 def gelu_bn(x: Tensor, bn: nn.Module) -> Tensor:
     """``bn(gelu(x))``: one :class:`GeluBatchNorm` in training where
-    :func:`fusable`, in place at inference."""
-    if fusable(bn, x):
+    :func:`~.rules.fuses_gelu_bn`, in place at inference."""
+    if fuses_gelu_bn(bn, x):
         return GeluBatchNorm.apply(x, bn.weight, bn.bias, bn)
     return batch_norm_(bn, gelu_(x))
 
@@ -205,8 +194,8 @@ def gelu_bn(x: Tensor, bn: nn.Module) -> Tensor:
 def gelu_bn_conv(x: Tensor, bn: nn.Module, weight: Tensor,
                  bias: Optional[Tensor]) -> Tensor:
     """``conv1x1(bn(gelu(x)), weight, bias)``: one
-    :class:`GeluBatchNormConv1x1` in training where :func:`fusable`."""
-    if fusable(bn, x, weight):
+    :class:`GeluBatchNormConv1x1` in training where :func:`~.rules.fuses_gelu_bn`."""
+    if fuses_gelu_bn(bn, x, weight):
         return GeluBatchNormConv1x1.apply(x, bn.weight, bn.bias, weight, bias,
                                           bn)
     return F.conv2d(batch_norm_(bn, gelu_(x)), weight, bias)
@@ -217,14 +206,14 @@ def gelu_bn_dwconvs(x: Tensor, bn: nn.Module, weights: Sequence[Tensor],
     """``h + cat_i(dwconv_i(h_i))``, ``h = bn(gelu(x))``, over the channel
     groups h_i of the depthwise convs' weights (stride 1, same padding):
     MS-FFN's hidden step. One :class:`GeluBatchNormDWConvs` in training
-    where :func:`fusable`; at inference the sums are written into h."""
+    where :func:`~.rules.fuses_gelu_bn`; at inference the sums are written into h."""
     pads = [(w.shape[2] // 2, w.shape[3] // 2) for w in weights]
-    if fusable(bn, x, *weights):
+    if fuses_gelu_bn(bn, x, *weights):
         params: List[Optional[Tensor]] = []
         layout: List[ConvLayout] = []
         for w, b, pad in zip(weights, biases, pads):
             params += [w, b]
-            layout.append((w.shape[0], pad, training_method(x, w)))
+            layout.append((w.shape[0], pad, depthwise_method(x, w)))
         return GeluBatchNormDWConvs.apply(x, bn.weight, bn.bias, *params, bn,
                                           tuple(layout))
     h = batch_norm_(bn, gelu_(x))

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .rules import applies, plain_batch_norm
+from .rules import applies, in_place_batch_norm
 
 
 def gelu_(x: Tensor) -> Tensor:
@@ -23,8 +23,7 @@ def gelu_(x: Tensor) -> Tensor:
 def batch_norm_(bn: nn.Module, x: Tensor) -> Tensor:
     """``bn(x)``, written into ``x`` (a fresh map nothing else reads) for an
     eval-mode BatchNorm where ``'inplace'`` applies."""
-    if not (plain_batch_norm(bn) and not bn.training
-            and applies('inplace', x)):
+    if not in_place_batch_norm(bn, x):
         return bn(x)
     # PyTorch's eval formula: x * alpha + beta.
     alpha = 1 / torch.sqrt(bn.running_var + bn.eps) * bn.weight

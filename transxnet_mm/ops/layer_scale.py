@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .inplace import add_residual, batch_norm_
-from .rules import applies, training_batch_norm
+from .rules import folds_layer_scale
 from .utils import bn_momentum
 
 
@@ -33,8 +33,7 @@ def scaled_batch_norm(x: Tensor, bn: nn.Module, weight: Tensor, bias: Tensor,
     layer scale's C-element ``weight`` and (C, ) ``bias``), folded into a
     training BatchNorm of the local batch where ``'layer_scale'`` applies;
     at inference the BatchNorm and the sum in place."""
-    if training_batch_norm(bn) and applies('layer_scale', x, x, bn.weight,
-                                           weight):
+    if folds_layer_scale(bn, x, weight):
         return _folded(x, bn, weight, bias, residual)
     out = batch_norm_(bn, x)
     if residual is not None:

@@ -1,11 +1,12 @@
 """Where each kernel of :mod:`transxnet_mm.ops` runs: one table, decided here.
 
-A block runs through the ops only where :func:`lean` (no forward hook in
-it); there every kernel asks :func:`applies` (conditions: :func:`_decide`)
-before it replaces the plain op. Kernels step aside under autocast (they
-would bypass its casts), tracing and compiling. Norms are matched by exact
-type: a subclass may change the forward. Inside :func:`exporting` the ops
-take their export form.
+A block runs through the ops only where :func:`lean`; there every kernel
+asks :func:`applies` (conditions: :func:`_decide`), and the ops' own gates
+(norm type, process group, kernel size, map size) are the functions at the
+end of this file. Kernels step aside under autocast (they would bypass its
+casts), tracing and compiling. Norms are matched by exact type: a subclass
+may change the forward. Inside :func:`exporting` the ops take their export
+form.
 """
 import os
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from mmengine.utils.dl_utils.parrots_wrapper import \
     SyncBatchNorm as _MMSyncBatchNorm
 from torch import Tensor, nn
 from torch.nn.modules import module as _module
+from torch.nn.modules.utils import _pair
 
 from .utils import needs_grad
 from ..utils.compat import autocast_enabled, is_compiling
@@ -241,3 +243,47 @@ def training_batch_norm(module: nn.Module) -> bool:
     return module.training and _affine_tracked(module) and (
         type(module) in _BATCH_NORMS or (
             type(module) in SYNC_BATCH_NORMS and not _synchronised(module)))
+
+
+# The ops' own conditions, beside the table.
+
+# Depthwise convs of maps with fewer pixels keep oneDNN's backward.
+MIN_PIXELS = 28 * 28
+
+
+def depthwise_method(x: Tensor, weight: Tensor,
+                     stride: Union[int, Tuple[int, int]] = 1) -> str:
+    """The backward a depthwise conv takes in training: ``'cpu'`` (large
+    maps), ``'channels_last'`` (5x5 and larger, stride 1, where
+    ``'depthwise'`` applies) or ``'plain'`` (PyTorch's NCHW conv)."""
+    if min(weight.shape[2:]) < 5 or _pair(stride) != (1, 1):
+        if needs_grad(x, weight):
+            refuse('depthwise', '3x3 or strided: PyTorch\'s conv is faster')
+        return 'plain'
+    if not applies('depthwise', x, x, weight):
+        return 'plain'
+    return 'cpu' if x.shape[2] * x.shape[3] >= MIN_PIXELS else 'channels_last'
+
+
+def fuses_gelu_bn(bn: nn.Module, x: Tensor, *weights: Tensor) -> bool:
+    """Whether ``bn(gelu(x))`` (and the convs of ``weights`` reading it) run
+    as one Function: a training BatchNorm of the local batch where
+    ``'gelu_bn'`` applies."""
+    if not bn.training:
+        return False  # inference: in place there
+    if not training_batch_norm(bn):
+        return refuse('gelu_bn', 'not a BatchNorm of the local batch')
+    return applies('gelu_bn', x, x, bn.weight, *weights)
+
+
+def folds_layer_scale(bn: nn.Module, x: Tensor, weight: Tensor) -> bool:
+    """Whether a layer scale of ``weight`` folds into ``bn(x)``: a training
+    BatchNorm of the local batch where ``'layer_scale'`` applies."""
+    return training_batch_norm(bn) and applies('layer_scale', x, x,
+                                               bn.weight, weight)
+
+
+def in_place_batch_norm(bn: nn.Module, x: Tensor) -> bool:
+    """Whether ``bn(x)`` may be written into ``x``: an eval-mode BatchNorm
+    where ``'inplace'`` applies."""
+    return plain_batch_norm(bn) and not bn.training and applies('inplace', x)
