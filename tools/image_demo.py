@@ -21,7 +21,7 @@ from typing import List
 import mmcv
 from mmengine.config import Config
 
-from transxnet_mm.apis import load_model_checkpoint
+from transxnet_mm.apis import build_visualizer, load_model_checkpoint
 from transxnet_mm.utils.compat import trusted_local_checkpoints
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
@@ -121,12 +121,10 @@ def load_weights(model, checkpoint: str) -> dict:
 
 def detect(cfg: Config, args, images: List[str]) -> List[str]:
     from mmdet.apis import inference_detector, init_detector
-    from mmdet.registry import VISUALIZERS
 
     model = init_detector(cfg, None, device=args.device)
     load_weights(model, args.checkpoint)
-    visualizer = VISUALIZERS.build(model.cfg.visualizer)
-    visualizer.dataset_meta = model.dataset_meta
+    visualizer = build_visualizer(model)
     gts = ground_truth(cfg, images) if args.draw_gt else {}
     written = []
     for path in images:
@@ -146,12 +144,10 @@ def segment(cfg: Config, args, images: List[str]) -> List[str]:
     of each image into ``--out-dir`` and print its largest classes."""
     import numpy as np
     from mmseg.apis import inference_model, init_model
-    from mmseg.registry import VISUALIZERS
 
     model = init_model(cfg, None, device=args.device)
     load_weights(model, args.checkpoint)
-    visualizer = VISUALIZERS.build(model.cfg.visualizer)
-    visualizer.dataset_meta = model.dataset_meta
+    visualizer = build_visualizer(model)
     classes = model.dataset_meta['classes']
     written = []
     for path in images:

@@ -40,6 +40,7 @@ def parse_args():
 def main() -> None:
     args = parse_args()
     from transxnet_mm import deploy
+    from transxnet_mm.apis import build_visualizer
 
     images = list_images(args.img)
     try:
@@ -57,7 +58,7 @@ def main() -> None:
     os.makedirs(args.out_dir, exist_ok=True)
     visualizer = None
     if task.scope != 'mmpretrain':
-        visualizer = deploy.build_visualizer(model)
+        visualizer = build_visualizer(model)
     for path in images:
         result = deploy.predict_onnx(session, task, [path])[0]
         if task.scope == 'mmdet':

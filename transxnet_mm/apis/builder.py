@@ -57,3 +57,12 @@ def build_model(cfg: Config,
         with trusted_local_checkpoints():
             load_model_checkpoint(model, checkpoint, logger=logger)
     return model.to(device).eval()
+
+
+def build_visualizer(model: nn.Module):
+    """The config's visualizer with the model's class names."""
+    from mmengine.registry import VISUALIZERS
+
+    visualizer = VISUALIZERS.build(model.cfg.visualizer)
+    visualizer.dataset_meta = model.dataset_meta
+    return visualizer

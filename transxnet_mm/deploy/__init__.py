@@ -7,7 +7,7 @@ from .runtime import (OnnxModel, differences, predict_onnx, torch_outputs,
                       verify_sizes)
 from .tasks import (Classification, RawOutputs, Segmentation,
                     SingleStageDetection, Task, TwoStageDetection,
-                    build_visualizer, predict_torch, prepare, task_for,
+                    predict_torch, prepare, task_for,
                     test_pipeline)
 
 __all__ = [
@@ -16,6 +16,6 @@ __all__ = [
     'torch_state_path', 'OnnxModel', 'differences', 'predict_onnx',
     'torch_outputs', 'verify_sizes', 'Classification', 'RawOutputs',
     'Segmentation', 'SingleStageDetection', 'Task', 'TwoStageDetection',
-    'build_visualizer', 'predict_torch', 'prepare', 'task_for',
+    'predict_torch', 'prepare', 'task_for',
     'test_pipeline'
 ]

@@ -229,12 +229,3 @@ def predict_torch(task: Task, images: Sequence[str]):
     inputs, data_samples = prepare(task.model, images)
     with torch.no_grad():
         return task.model.predict(inputs, data_samples)
-
-
-def build_visualizer(model: nn.Module):
-    """The config's visualizer with the model's class names."""
-    from mmengine.registry import VISUALIZERS
-
-    visualizer = VISUALIZERS.build(model.cfg.visualizer)
-    visualizer.dataset_meta = model.dataset_meta
-    return visualizer
