@@ -194,7 +194,8 @@ def gelu_bn(x: Tensor, bn: nn.Module) -> Tensor:
 def gelu_bn_conv(x: Tensor, bn: nn.Module, weight: Tensor,
                  bias: Optional[Tensor]) -> Tensor:
     """``conv1x1(bn(gelu(x)), weight, bias)``: one
-    :class:`GeluBatchNormConv1x1` in training where :func:`~.rules.fuses_gelu_bn`."""
+    :class:`GeluBatchNormConv1x1` in training where
+    :func:`~.rules.fuses_gelu_bn`."""
     if fuses_gelu_bn(bn, x, weight):
         return GeluBatchNormConv1x1.apply(x, bn.weight, bn.bias, weight, bias,
                                           bn)
@@ -206,7 +207,8 @@ def gelu_bn_dwconvs(x: Tensor, bn: nn.Module, weights: Sequence[Tensor],
     """``h + cat_i(dwconv_i(h_i))``, ``h = bn(gelu(x))``, over the channel
     groups h_i of the depthwise convs' weights (stride 1, same padding):
     MS-FFN's hidden step. One :class:`GeluBatchNormDWConvs` in training
-    where :func:`~.rules.fuses_gelu_bn`; at inference the sums are written into h."""
+    where :func:`~.rules.fuses_gelu_bn`; at inference the sums are written
+    into h."""
     pads = [(w.shape[2] // 2, w.shape[3] // 2) for w in weights]
     if fuses_gelu_bn(bn, x, *weights):
         params: List[Optional[Tensor]] = []
