@@ -8,8 +8,11 @@
 - MMEngine's distributed launch on a CPU-only torch
   (:func:`cpu_distributed`).
 """
+import logging
+import os
 import os.path as osp
 import pickle
+import sys
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator
 
@@ -18,6 +21,7 @@ import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
+from mmengine.visualization import Visualizer
 
 __all__ = ['is_compiling', 'autocast_enabled', 'safe_globals',
            'allow_numpy_scalars', 'trusted_local_checkpoints',
@@ -187,10 +191,16 @@ def cpu_distributed(cfg: Config) -> Iterator[None]:
     Upstream, CPU-only torch: mmengine 0.10.7 calls ``torch.cuda.set_device``
     and uses nccl, its DDP wrapper passes ``device_ids=[LOCAL_RANK]``, and
     torch's SyncBatchNorm refuses CPU tensors. Here gloo is initialised first,
-    ``device_ids=None``, and SyncBN becomes BN (logged). When the block ends
-    normally the gloo group is destroyed: one left to interpreter exit can
-    abort the process ("terminate called without an active exception",
-    SIGABRT; pytorch/pytorch#190489). No-op with CUDA or without a launcher.
+    ``device_ids=None``, and SyncBN becomes BN (logged). No-op with CUDA or
+    without a launcher.
+
+    When the block ends normally the process exits there, after a barrier,
+    with the visualizer's backends and the log files closed: a gloo worker
+    thread drops the last collective's tensors after the caller has moved
+    on, and where that falls into interpreter finalization it aborts the
+    process ("terminate called without an active exception", SIGABRT, after
+    the results are out; pytorch/pytorch#179291). DDP keeps the group and
+    its threads alive to the end, so destroying the group does not help.
     """
     if cfg.get('launcher', 'none') == 'none' or torch.cuda.is_available():
         yield
@@ -209,4 +219,9 @@ def cpu_distributed(cfg: Config) -> Iterator[None]:
         print_log(f'Distributed on CPU (gloo), {dist.get_world_size()} '
                   f'processes{note}.', logger='current')
     yield
-    dist.destroy_process_group()
+    dist.barrier()
+    Visualizer.get_current_instance().close()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
