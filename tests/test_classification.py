@@ -1,7 +1,6 @@
 """ImageNet classification configs: build, the authors' checkpoints and
 logits, timm's test transform, the training recipe, and the tools."""
 import glob
-import importlib.util
 import math
 import os.path as osp
 import shutil
@@ -13,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import (ROOT, backbone_facts, config_file, linear_drop_path,
-                     lr_curve, weight_decays)
+                     load_tool, lr_curve, weight_decays)
 from paper import PAPER_GPUS, PAPER_IMAGENET, PAPER_VARIANTS
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
@@ -494,10 +493,7 @@ def test_tools_test_evaluates_an_authors_checkpoint(
 def test_image_demo_prints_top5(authors_ckpt, tiny_config, coco_images,
                                 tmp_path, capsys, monkeypatch):
     from mmpretrain.datasets.categories import IMAGENET_CATEGORIES
-    spec = importlib.util.spec_from_file_location(
-        'image_demo', osp.join(ROOT, 'tools/image_demo.py'))
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    demo = load_tool('image_demo.py')
     monkeypatch.setattr(sys, 'argv', [
         'image_demo.py', coco_images[0], tiny_config, authors_ckpt,
         '--out-dir', str(tmp_path / 'out')

@@ -1,21 +1,12 @@
 """The argument handling tools/train.py and tools/test.py share
 (transxnet_mm.utils.cli)."""
-import importlib.util
 import os
 import os.path as osp
 
 import pytest
-from helpers import ROOT
+from helpers import load_tool
 
 from transxnet_mm.utils.cli import parse_config, tool_parser
-
-
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(ROOT, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -45,7 +36,7 @@ def test_load_config_applies_the_common_arguments(tiny_config, monkeypatch):
 ])
 def test_both_tools_take_the_common_and_their_own_arguments(
         tool, extra, tiny_config):
-    args, cfg = parse_config(_tool(tool).build_parser(), [tiny_config] +
+    args, cfg = parse_config(load_tool(f'{tool}.py').build_parser(), [tiny_config] +
                              extra + ['--cfg-options', 'model.depth=2'])
     assert args.cfg_options == {'model.depth': 2} and cfg.model.depth == 2
     if tool == 'train':

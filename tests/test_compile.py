@@ -11,6 +11,9 @@ from verify_cuda import SMALL  # TransXNet-T with fewer blocks
 
 from transxnet_mm import TransXNet
 
+# One block a stage: compiling takes time in proportion to the blocks traced.
+ONE_BLOCK = dict(SMALL, depths=[1, 1, 1, 1])
+
 
 class Counting:
     """A torch.compile backend: aot_eager (AOT autograd, as inductor
@@ -26,19 +29,19 @@ class Counting:
         return self._aot(gm, example_inputs)
 
 
-def _pair(train: bool, backend, dtype=torch.float32):
+def _pair(train: bool, backend, dtype=torch.float32, dynamic: bool = True):
     """A compiled backbone and an eager one with the same weights, both with
     non-trivial statistics and layer scales."""
     torch.manual_seed(0)
-    eager = TransXNet(SMALL)
+    eager = TransXNet(ONE_BLOCK)
     for m in eager.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.running_var.uniform_(0.5, 2)
     for name, p in eager.named_parameters():
         if 'layer_scale' in name:
             p.data.uniform_(0.5, 1)
-    compiled = TransXNet(SMALL, compile_cfg=dict(backend=backend,
-                                                dynamic=True))
+    compiled = TransXNet(ONE_BLOCK, compile_cfg=dict(backend=backend,
+                                                    dynamic=dynamic))
     compiled.load_state_dict(eager.state_dict())
     return (compiled.to(dtype).train(train), eager.to(dtype).train(train))
 
@@ -63,14 +66,20 @@ def test_compiled_equals_eager_and_sizes_do_not_recompile(train):
     maps below a size threshold: at most one more graph.) Training runs in
     float64: in float32 the stem's weight gradient, a small difference of
     large terms behind BatchNorm, differs by rounding alone (1e-2 relative)
-    between any two orders of summation."""
+    between any two orders of summation.
+
+    Float attributes (BatchNorm's eps and momentum) are specialised from the
+    start: by default Dynamo traces them as symbols under ``dynamic=True``,
+    then restarts its analysis to specialise them, tracing the same graph
+    twice (half of this test's time)."""
     backend = Counting()
     dtype = torch.float64 if train else torch.float32
     compiled, eager = _pair(train, backend, dtype)
     for size in [(96, 130), (112, 90), (128, 160)]:
         x = torch.randn(2, 3, *size, dtype=dtype)
         outs = {}
-        with torch.set_grad_enabled(train):
+        with torch.set_grad_enabled(train), \
+                torch._dynamo.config.patch(specialize_float=True):
             for model in (compiled, eager):
                 torch.manual_seed(1)  # the same drop-path draws
                 outs[model] = model(x)
@@ -106,8 +115,9 @@ def test_no_graph_breaks(train):
 @pytest.mark.slow
 def test_copies_compile_their_own_forward():
     """deepcopy and pickle give a backbone that compiles its own forward
-    (the copy's weights), and compile_cfg changes no state_dict key."""
-    compiled, eager = _pair(False, Counting())
+    (the copy's weights), and compile_cfg changes no state_dict key. Static
+    sizes: a dynamic compile takes several times longer."""
+    compiled, eager = _pair(False, Counting(), dynamic=False)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         compiled(x)
@@ -162,9 +172,8 @@ def test_inductor_inference_matches_eager():
     CPU, the second fails in inductor on torch 2.13 at inference
     (docs/get_started.md)."""
     torch.manual_seed(0)
-    arch = dict(SMALL, depths=[1, 1, 1, 1])
-    eager = TransXNet(arch).eval()
-    compiled = TransXNet(arch, compile_cfg=True).eval()
+    eager = TransXNet(ONE_BLOCK).eval()
+    compiled = TransXNet(ONE_BLOCK, compile_cfg=True).eval()
     compiled.load_state_dict(eager.state_dict())
     x = torch.randn(2, 3, 64, 96)
     with torch.no_grad():

@@ -5,7 +5,7 @@ import os.path as osp
 
 import pytest
 import torch
-from helpers import ROOT, fixed_batch_losses, run_tool
+from helpers import ROOT, fixed_batch_losses, load_tool, run_tool
 from mmengine.config import Config
 
 from transxnet_mm.apis import build_model
@@ -114,11 +114,7 @@ def write_log(path: str) -> None:
 
 
 def test_analyze_logs_plots_and_times(tmp_path):
-    from importlib.util import module_from_spec, spec_from_file_location
-    spec = spec_from_file_location(
-        'analyze_logs', osp.join(ROOT, 'tools/analysis_tools/analyze_logs.py'))
-    tool = module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('analysis_tools', 'analyze_logs.py')
     run_dir = tmp_path / 'work' / '20260101_000000'
     (run_dir / 'vis_data').mkdir(parents=True)
     write_log(str(run_dir / 'vis_data' / 'scalars.json'))
@@ -148,7 +144,6 @@ def test_analyze_logs_reads_the_authors_mmcv1_logs(tmp_path):
     """An mmdet 2.28 ``*.log.json`` (the authors' released logs: iterations
     counted within each epoch, ``bbox_mAP``) in MMEngine's names, plotted
     beside an MMEngine run; and an mmseg 0.30 one (global iterations)."""
-    from helpers import load_tool
     tool = load_tool('analysis_tools', 'analyze_logs.py')
     det = tmp_path / 'retinanet_tiny.log.json'
     lines = [dict(env_info='sys.platform: linux', seed=0)]

@@ -2,7 +2,6 @@
 pipelines are, against the paper's settings (conftest's PAPER_SEM_FPN);
 the AlignResize transform; a real run on the ADE20K-layout sample."""
 import glob
-import importlib.util
 import json
 import math
 import os.path as osp
@@ -12,7 +11,8 @@ import pytest
 import torch
 from helpers import (ROOT, backbone_facts, build_structure, config_file,
                      dataset_on_sample, fixed_batch_losses, keep_ratio_size,
-                     linear_drop_path, lr_curve, run_tool, weight_decays)
+                     linear_drop_path, load_tool, lr_curve, run_tool,
+                     weight_decays)
 from paper import (AUTHORS_MODEL_PARAMS, PAPER_GPUS, PAPER_SEM_FPN,
                    PAPER_VARIANTS)
 from mmengine.config import Config
@@ -21,7 +21,6 @@ from transxnet_mm.apis import build_model
 from transxnet_mm.datasets.transforms import AlignResize
 
 DEMO = osp.join(ROOT, 'configs/demo/fpn_transxnet_t_ade20k_sample.py')
-CONVERTER = osp.join(ROOT, 'tools/dataset_converters/coco_to_ade20k_sample.py')
 VARIANTS = ['t', 's', 'b']
 
 
@@ -265,9 +264,7 @@ def test_align_resize_is_found_by_mmseg_and_rejects_bad_input():
 @pytest.fixture(scope='module')
 def ade_sample(coco_sample):
     """The real ADE20K-layout sample (COCO images + human labels)."""
-    spec = importlib.util.spec_from_file_location('coco_to_ade', CONVERTER)
-    converter = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(converter)
+    converter = load_tool('dataset_converters', 'coco_to_ade20k_sample.py')
     out = osp.join(ROOT, 'data/ade20k_sample')
     counts = converter.convert(coco_sample, out)
     return out, counts, converter

@@ -5,7 +5,6 @@ results; the README's tables are written from it; the standard-protocol
 configs (Cascade Mask R-CNN 3x, UperNet 160k) build, run and train as their
 protocols say."""
 import glob
-import importlib.util
 import os.path as osp
 import re
 import sys
@@ -16,8 +15,8 @@ import torch
 import yaml
 from helpers import (ROOT, assert_warmup_then_exact, backbone_facts,
                      build_structure, coco_dataset, linear_drop_path,
-                     load_config, lr_curve, norm_param_names, step_schedule,
-                     train_loop, variant_of, weight_decays)
+                     load_config, load_tool, lr_curve, norm_param_names,
+                     step_schedule, train_loop, variant_of, weight_decays)
 from paper import (PAPER_GPUS, PAPER_RESULTS, PAPER_VARIANTS,
                    PROTOCOL_CASCADE_3X, PROTOCOL_UPERNET_160K)
 from mmengine.config import Config
@@ -47,14 +46,6 @@ def disk_configs() -> list:
 
 
 ZOO = [osp.splitext(osp.basename(p))[0] for p in disk_configs()]
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'zoo_tables', osp.join(ROOT, 'tools/misc/zoo_tables.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
 
 
 @pytest.fixture(scope='module')
@@ -137,7 +128,7 @@ def test_metafile_results_are_the_papers(models):
 
 
 def test_readme_tables_are_written_from_the_metafile(models):
-    tool = load_tool()
+    tool = load_tool('misc', 'zoo_tables.py')
     with open(osp.join(ROOT, 'README.md')) as f:
         text = f.read()
     tables = tool.render(tool.load_models())
