@@ -36,8 +36,9 @@ def test_load_config_applies_the_common_arguments(tiny_config, monkeypatch):
 ])
 def test_both_tools_take_the_common_and_their_own_arguments(
         tool, extra, tiny_config):
-    args, cfg = parse_config(load_tool(f'{tool}.py').build_parser(), [tiny_config] +
-                             extra + ['--cfg-options', 'model.depth=2'])
+    parser = load_tool(f'{tool}.py').build_parser()
+    args, cfg = parse_config(parser, [tiny_config] + extra +
+                             ['--cfg-options', 'model.depth=2'])
     assert args.cfg_options == {'model.depth': 2} and cfg.model.depth == 2
     if tool == 'train':
         assert args.amp and args.resume == 'auto'

@@ -40,8 +40,8 @@ def _pair(train: bool, backend, dtype=torch.float32, dynamic: bool = True):
     for name, p in eager.named_parameters():
         if 'layer_scale' in name:
             p.data.uniform_(0.5, 1)
-    compiled = TransXNet(ONE_BLOCK, compile_cfg=dict(backend=backend,
-                                                    dynamic=dynamic))
+    compiled = TransXNet(
+        ONE_BLOCK, compile_cfg=dict(backend=backend, dynamic=dynamic))
     compiled.load_state_dict(eager.state_dict())
     return (compiled.to(dtype).train(train), eager.to(dtype).train(train))
 
