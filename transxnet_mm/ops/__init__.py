@@ -10,9 +10,8 @@ from .bias_resize import (BicubicResize, bicubic, bicubic_by_taps, cubic_taps,
 from .depthwise import (DepthwiseConv2dChannelsLast, DepthwiseConv2dCPU,
                         DWConv2d, depthwise_conv2d)
 from .explain import decisions, explain
-from .gelu_bn import (GeluBatchNorm, GeluBatchNormConv1x1,
-                      GeluBatchNormDWConvs, gelu_bn, gelu_bn_conv,
-                      gelu_bn_dwconvs)
+from .gelu_bn import (GeluBatchNormConv1x1, GeluBatchNormDWConvs,
+                      gelu_bn_conv, gelu_bn_dwconvs)
 from .inplace import add_residual, batch_norm_, gelu_
 from .layer_scale import scaled_batch_norm
 from .pooling import adaptive_avg_pool2d
@@ -24,8 +23,8 @@ __all__ = [
     'resize_bias', 'resize_pos_bias', 'bicubic_by_taps', 'cubic_taps',
     'adaptive_avg_pool2d', 'exporting', 'DepthwiseConv2dCPU',
     'DepthwiseConv2dChannelsLast', 'depthwise_conv2d', 'DWConv2d',
-    'GeluBatchNorm', 'GeluBatchNormConv1x1', 'GeluBatchNormDWConvs',
-    'gelu_bn', 'gelu_bn_conv', 'gelu_bn_dwconvs', 'add_residual',
-    'batch_norm_', 'gelu_', 'scaled_batch_norm', 'KERNELS', 'applies',
-    'decisions', 'explain', 'kernels_enabled', 'lean', 'use_kernels'
+    'GeluBatchNormConv1x1', 'GeluBatchNormDWConvs', 'gelu_bn_conv',
+    'gelu_bn_dwconvs', 'add_residual', 'batch_norm_', 'gelu_',
+    'scaled_batch_norm', 'KERNELS', 'applies', 'decisions', 'explain',
+    'kernels_enabled', 'lean', 'use_kernels'
 ]

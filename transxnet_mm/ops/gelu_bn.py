@@ -61,27 +61,6 @@ def _bn_backward(ctx, grad: Tensor, g: Tensor, weight: Tensor, mean: Tensor,
         [True, ctx.needs_input_grad[1], ctx.needs_input_grad[2]])
 
 
-class GeluBatchNorm(torch.autograd.Function):
-    """``batch_norm(gelu(x))`` in training, saving x and the statistics."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor,
-                bn: nn.BatchNorm2d) -> Tensor:
-        out, mean, rstd = _bn_train(ctx, F.gelu(x), bn)
-        ctx.save_for_backward(x, weight, bias, mean, rstd)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple:
-        x, weight, bias, mean, rstd = ctx.saved_tensors
-        if torch.is_grad_enabled():  # double backward: differentiable ops
-            return plain_backward(_plain, ctx, (x, weight, bias), grad,
-                                  ctx.eps)
-        grad_g, grad_w, grad_b = _bn_backward(ctx, grad.contiguous(),
-                                              F.gelu(x), weight, mean, rstd)
-        return torch.ops.aten.gelu_backward(grad_g, x), grad_w, grad_b, None
-
-
 class GeluBatchNormConv1x1(torch.autograd.Function):
     """``conv1x1(batch_norm(gelu(x)))`` in training, saving x, statistics."""
 
@@ -181,14 +160,6 @@ class GeluBatchNormDWConvs(torch.autograd.Function):
                                               rstd)
         return (torch.ops.aten.gelu_backward(grad_g, x), grad_w, grad_b,
                 *grads_params, None, None)
-
-
-def gelu_bn(x: Tensor, bn: nn.Module) -> Tensor:
-    """``bn(gelu(x))``: one :class:`GeluBatchNorm` in training where
-    :func:`~.rules.fuses_gelu_bn`, in place at inference."""
-    if fuses_gelu_bn(bn, x):
-        return GeluBatchNorm.apply(x, bn.weight, bn.bias, bn)
-    return batch_norm_(bn, gelu_(x))
 
 
 def gelu_bn_conv(x: Tensor, bn: nn.Module, weight: Tensor,

@@ -138,16 +138,22 @@ def eager() -> bool:
     return not (torch.jit.is_tracing() or is_compiling())
 
 
+def _verified(name: str, x: Tensor) -> Tuple[bool, str]:
+    """Whether kernel ``name`` may run on ``x``'s device (or the one
+    :func:`listening` assumes), and that device type."""
+    device = _assumed_device or x.device.type
+    return device in KERNELS[name].devices | _verifying, device
+
+
 def lean(module: nn.Module, x: Tensor) -> bool:
     """Whether ``module`` may run its forward on ``x`` through the ops (fused
     in training, in place at inference) instead of calling each layer: eager,
     a kernel on and verified on ``x``'s device (else PyTorch's modules run
     as they are), and no forward hook on or inside it (a hook sees every
     layer called and its output as the layer gave it)."""
-    device = _assumed_device or x.device.type
     return eager() and any(
-        name not in _disabled and device in rule.devices | _verifying
-        for name, rule in KERNELS.items()) and not (
+        name not in _disabled and _verified(name, x)[0]
+        for name in KERNELS) and not (
             _module._global_forward_hooks or _module._global_forward_pre_hooks
             or any(m._forward_hooks or m._forward_pre_hooks
                    for m in module.modules()))
@@ -163,8 +169,8 @@ def _decide(name: str, x: Tensor,
         return False, 'exporting: the export form runs'
     if not eager():
         return False, 'traced or compiled'
-    device = _assumed_device or x.device.type
-    if device not in rule.devices | _verifying:
+    verified, device = _verified(name, x)
+    if not verified:
         return False, f'not verified on {device}: PyTorch\'s op'
     if autocast_enabled(x.device.type):
         return False, 'autocast picks the dtypes'
